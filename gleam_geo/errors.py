@@ -11,6 +11,7 @@ __all__ = [
     "CancelledError",
     "CheckpointError",
     "CorruptImageError",
+    "DeviceError",
     "EmptyIndexError",
     "GleamGeoError",
     "IndexFormatError",
@@ -73,6 +74,10 @@ class UnknownEncoderError(GleamGeoError, KeyError):
 
 class RandomWeightsError(GleamGeoError, ValueError):
     """An encoder that would run with random weights without the caller asking for it."""
+
+
+class DeviceError(GleamGeoError, RuntimeError):
+    """A compute device that was asked for but is not available."""
 
 
 class CancelledError(GleamGeoError):

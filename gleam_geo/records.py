@@ -61,10 +61,22 @@ class Chip:
     tile: tuple[int, int, int] | None = field(default=None)
 
     @staticmethod
-    def make_id(source_checksum: str, window: PixelWindow, gsd_m: float, size_px: tuple[int, int]) -> str:
-        """Derive the stable chip id from the raster content and the chip's grid cell."""
+    def make_id(
+        source_checksum: str,
+        window: PixelWindow,
+        gsd_m: float,
+        size_px: tuple[int, int],
+        tile: tuple[int, int, int] | None = None,
+    ) -> str:
+        """Derive the stable chip id from the raster content and the chip's grid cell.
+
+        ``tile`` joins the key for web-mercator chips, whose windows can repeat at a
+        raster's edge; without it the id is the same as before the argument existed.
+        """
         key = (
             f"{source_checksum}|{window.col_off}|{window.row_off}|{window.width}|{window.height}"
             f"|{gsd_m:.6f}|{size_px[0]}x{size_px[1]}"
         )
+        if tile is not None:
+            key += f"|{tile[0]}/{tile[1]}/{tile[2]}"
         return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()

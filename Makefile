@@ -1,0 +1,24 @@
+# gleam-geo developer commands. `make demo` and `make test` set up what they need first.
+VENV := .venv
+PY := $(VENV)/bin/python
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: setup demo test lint plugin bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m gleam_geo.cli demo --out demo_output
+
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf demo_output build dist *.egg-info .pytest_cache

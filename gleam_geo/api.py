@@ -1,0 +1,322 @@
+"""The library's front door: ``build_index`` and ``localize``.
+
+``localize(image, region)`` embeds the query with the shared encoder, searches the chips
+of the region in a :class:`~gleam_geo.index.GeoIndex`, and returns ranked, georeferenced
+candidates as a GeoDataFrame (columns in :mod:`gleam_geo.schema`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import geopandas as gpd
+import numpy as np
+import shapely
+import shapely.ops
+from pyproj import CRS, Transformer
+
+from .errors import GleamGeoError, ModelMismatchError, UnknownEncoderError
+from .index import GeoIndex, to_wgs84_geometry
+from .io.images import ImageInput, load_image
+from .models import Encoder, get_encoder
+from .progress import ProgressCallback
+from .raster import RasterCatalog, TilingConfig
+from .records import VIEWS, View
+from .schema import column_names
+
+__all__ = ["build_index", "add_to_index", "default_cache_dir", "localize", "resolve_modality"]
+
+PathLike = Union[str, os.PathLike]
+RasterPaths = Union[PathLike, Sequence[PathLike]]
+
+# Flush embeddings to the index every this many chips, so memory stays bounded.
+_FLUSH_CHIPS = 50_000
+
+
+def default_cache_dir() -> Path:
+    """Where on-the-fly indexes are cached: ``$GLEAM_GEO_CACHE`` or ``~/.cache/gleam_geo``."""
+    return Path(os.environ.get("GLEAM_GEO_CACHE", Path.home() / ".cache" / "gleam_geo"))
+
+
+def _resolve_encoder(encoder: Encoder | str | None, device: str | None = None) -> Encoder:
+    if encoder is None or isinstance(encoder, str):
+        return get_encoder(encoder, device=device)
+    return encoder
+
+
+def _default_tiling(encoder: Encoder, tiling: TilingConfig | dict | None) -> TilingConfig:
+    if isinstance(tiling, TilingConfig):
+        return tiling
+    params: dict[str, Any] = {"gsd_m": encoder.card.gsd_m, "chip_size_px": encoder.card.chip_size_px}
+    params.update(tiling or {})
+    return TilingConfig(**params)
+
+
+def add_to_index(
+    index: GeoIndex,
+    rasters: RasterPaths | RasterCatalog,
+    encoder: Encoder | str | None = None,
+    *,
+    batch_size: int | None = None,
+    num_workers: int = 2,
+    progress: ProgressCallback | None = None,
+) -> GeoIndex:
+    """Chip, embed and add ``rasters`` to ``index``; rasters already in it are skipped.
+
+    The encoder must be the one the index was built with (else :class:`ModelMismatchError`).
+    """
+    from .embedding import embed_chips
+    from .models.device import default_batch_size
+
+    encoder = _encoder_for_index(index, encoder)
+    index.check_model(encoder.model_id, encoder.checksum)
+    catalog = rasters if isinstance(rasters, RasterCatalog) else RasterCatalog.from_paths(_as_list(rasters))
+    indexed = {source["checksum"] for source in index.manifest.get("sources", [])}
+    todo = RasterCatalog([source for source in catalog if source.checksum not in indexed])
+    if len(todo) == 0:
+        return index
+    tiling = TilingConfig.from_dict(index.manifest["tiling"])
+    if batch_size is None:
+        batch_size = default_batch_size(encoder.device, max(encoder.card.input_size("satellite")))
+    pending_chips: list = []
+    pending_vectors: list[np.ndarray] = []
+    for chips, vectors in embed_chips(
+        todo, encoder, tiling, batch_size=batch_size, num_workers=num_workers, progress=progress
+    ):
+        pending_chips.extend(chips)
+        pending_vectors.append(vectors)
+        if len(pending_chips) >= _FLUSH_CHIPS:
+            index.add(np.concatenate(pending_vectors), pending_chips, model_id=encoder.model_id,
+                      model_checksum=encoder.checksum)
+            pending_chips, pending_vectors = [], []
+    if pending_chips:
+        index.add(np.concatenate(pending_vectors), pending_chips, model_id=encoder.model_id,
+                  model_checksum=encoder.checksum)
+    return index
+
+
+def build_index(
+    rasters: RasterPaths | RasterCatalog,
+    out_dir: PathLike,
+    *,
+    encoder: Encoder | str | None = None,
+    tiling: TilingConfig | dict | None = None,
+    factory: str = "Flat",
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    num_workers: int = 2,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> GeoIndex:
+    """Tile ``rasters`` into chips, embed them and store them in a new index at ``out_dir``.
+
+    Args:
+        rasters: raster paths, folders or globs (any GDAL raster, any CRS), or a catalog.
+        out_dir: the index directory to create.
+        encoder: an encoder, a registered name or a checkpoint path; default: the offline default.
+        tiling: chip GSD, size, overlap and scheme; defaults come from the encoder's card.
+        factory: FAISS factory string: "Flat" (exact) for small indexes, e.g. "IVF4096,PQ32"
+            or "HNSW32" for large ones.
+        overwrite: replace an existing index at ``out_dir``.
+        batch_size: chips per encoder batch; default depends on the device.
+        num_workers: reader threads.
+        device: "cpu", "cuda", "mps" or None for automatic.
+        progress: progress callback (see :mod:`gleam_geo.progress`).
+    """
+    encoder = _resolve_encoder(encoder, device)
+    config = _default_tiling(encoder, tiling)
+    catalog = rasters if isinstance(rasters, RasterCatalog) else RasterCatalog.from_paths(_as_list(rasters))
+    index = GeoIndex.create(
+        out_dir,
+        model_id=encoder.model_id,
+        model_checksum=encoder.checksum,
+        embed_dim=encoder.embed_dim,
+        tiling=config.to_dict(),
+        factory=factory,
+        overwrite=overwrite,
+    )
+    return add_to_index(
+        index, catalog, encoder, batch_size=batch_size, num_workers=num_workers, progress=progress
+    )
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+def _encoder_for_index(index: GeoIndex, encoder: Encoder | str | None) -> Encoder:
+    """The encoder to use with ``index``: the given one, else the one named in its manifest."""
+    if encoder is not None:
+        return _resolve_encoder(encoder)
+    model_id = index.manifest["model"]["id"]
+    try:
+        return get_encoder(model_id)
+    except UnknownEncoderError:
+        raise ModelMismatchError(
+            f"index {index.path} was built with model {model_id!r}, which is not a registered encoder; "
+            "pass encoder= the checkpoint it was built with"
+        ) from None
+
+
+def _cached_index(
+    rasters: Sequence[PathLike], encoder: Encoder, tiling: TilingConfig | dict | None, cache_dir: Path,
+    progress: ProgressCallback | None,
+) -> GeoIndex:
+    """Open (or build once) the index of ``rasters``, keyed by their content, the model and tiling."""
+    catalog = RasterCatalog.from_paths(list(rasters))
+    config = _default_tiling(encoder, tiling)
+    key = json.dumps(
+        {
+            "rasters": sorted(source.checksum for source in catalog),
+            "model": [encoder.model_id, encoder.checksum],
+            "tiling": config.to_dict(),
+        },
+        sort_keys=True,
+    )
+    path = cache_dir / "indexes" / hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+    if (path / "manifest.json").is_file():
+        return GeoIndex.open(path)
+    return build_index(catalog, path, encoder=encoder, tiling=config, overwrite=True, progress=progress)
+
+
+def resolve_modality(modality: str, pixels: np.ndarray) -> View:
+    """Pick the query view: ``auto`` means panorama for wide images (aspect >= 1.8), else uav."""
+    if modality != "auto":
+        if modality not in VIEWS:
+            raise ValueError(f"unknown modality {modality!r}; use auto or one of {', '.join(VIEWS)}")
+        return modality
+    height, width = pixels.shape[:2]
+    return "panorama" if width / max(height, 1) >= 1.8 else "uav"
+
+
+def _region_crs(region: Any, crs: Any) -> CRS | None:
+    if crs is not None:
+        return CRS.from_user_input(crs)
+    if isinstance(region, (gpd.GeoDataFrame, gpd.GeoSeries)) and region.crs is not None:
+        return CRS.from_user_input(region.crs)
+    return None
+
+
+def _is_raster_region(region: Any) -> bool:
+    """Whether ``region`` names rasters (one path or a list of paths) rather than a geometry."""
+    items = [region] if isinstance(region, (str, os.PathLike)) else region
+    return (
+        isinstance(items, (list, tuple))
+        and len(items) > 0
+        and all(isinstance(item, (str, os.PathLike)) for item in items)
+    )
+
+
+def localize(
+    image: ImageInput,
+    region: Any = None,
+    *,
+    index: GeoIndex | PathLike | None = None,
+    modality: str = "auto",
+    top_k: int = 10,
+    encoder: Encoder | str | None = None,
+    crs: Any = None,
+    tiling: TilingConfig | dict | None = None,
+    cache_dir: PathLike | None = None,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> gpd.GeoDataFrame:
+    """Find where ``image`` was taken: ranked, georeferenced candidates.
+
+    Args:
+        image: a path, bytes, PIL image or numpy array (EXIF orientation is honoured).
+        region: where to search. One or more raster paths (an index is built on the fly and
+            cached on disk, keyed by raster checksum, model and tiling); a :class:`GeoIndex`
+            or index directory; or, together with ``index``, a shapely geometry (with
+            ``crs``), a lon/lat bbox ``(minx, miny, maxx, maxy)``, a GeoDataFrame or a GeoSeries.
+            ``None`` searches all of ``index``.
+        index: the index to search when ``region`` is a geometry.
+        modality: "auto", "uav", "satellite", "street_map", "panorama" or "ground".
+        top_k: number of candidates.
+        encoder: encoder, registered name or checkpoint path; default: the index's model.
+        crs: CRS of a shapely ``region``; results come back in it (else in the region's own
+            CRS for GeoDataFrames, else EPSG:4326).
+        tiling: tiling for on-the-fly indexes (default: the encoder's card).
+        cache_dir: where on-the-fly indexes are cached (default :func:`default_cache_dir`).
+        device: "cpu", "cuda", "mps" or None for automatic.
+        progress: progress callback for index building.
+
+    Returns:
+        A GeoDataFrame sorted by rank with columns ``rank``, ``score``, ``geometry`` (best
+        point estimate), ``footprint`` (polygon), ``chip_id``, ``source``, ``modality``,
+        ``model`` and ``query_path``.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    query = load_image(image)
+    search_region = None
+    if isinstance(region, GeoIndex) or (
+        isinstance(region, (str, os.PathLike)) and (Path(region) / "manifest.json").is_file()
+    ):
+        if index is not None:
+            raise ValueError("pass the index either as region or as index=, not both")
+        index, region = region, None
+    if index is not None:
+        geo_index = index if isinstance(index, GeoIndex) else GeoIndex.open(index)
+        enc = _encoder_for_index(geo_index, encoder) if encoder is None else _resolve_encoder(encoder, device)
+        if region is not None:
+            search_region = to_wgs84_geometry(region, crs=crs)
+    elif region is not None and _is_raster_region(region):
+        enc = _resolve_encoder(encoder, device)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        geo_index = _cached_index(_as_list(region), enc, tiling, cache, progress)
+    else:
+        raise GleamGeoError(
+            "localize() needs somewhere to search: pass raster paths or an index as region, "
+            "or a region geometry together with index="
+        )
+    geo_index.check_model(enc.model_id, enc.checksum)
+    view = resolve_modality(modality, query.pixels)
+    vector = enc.embed_images([query.pixels], view)
+    scores, ids = geo_index.search(vector.astype(np.float32), top_k, region=search_region)
+    keep = ids[0] >= 0
+    return _candidates(
+        geo_index, scores[0][keep], ids[0][keep], view, enc.model_id, query.path, _region_crs(region, crs)
+    )
+
+
+def _candidates(
+    index: GeoIndex,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    view: View,
+    model_id: str,
+    query_path: str | None,
+    out_crs: CRS | None,
+) -> gpd.GeoDataFrame:
+    """Candidates as a GeoDataFrame: chip centres (computed in the chip's own CRS) and footprints."""
+    out_crs = out_crs or CRS.from_epsg(4326)
+    chips = index.chips(ids.tolist())
+    points, footprints = [], []
+    for crs_string, wkt in zip(chips["crs"], chips["native_footprint"]):
+        native = shapely.from_wkt(wkt)
+        to_out = Transformer.from_crs(CRS.from_user_input(crs_string), out_crs, always_xy=True)
+        points.append(shapely.ops.transform(to_out.transform, native.centroid))
+        footprints.append(shapely.ops.transform(to_out.transform, native.segmentize(native.length / 64)))
+    results = gpd.GeoDataFrame(
+        {
+            "rank": np.arange(1, len(ids) + 1, dtype=np.int32),
+            "score": scores.astype(np.float64),
+            "chip_id": chips["chip_id"].to_numpy(),
+            "source": chips["source"].to_numpy(),
+            "modality": view,
+            "model": model_id,
+            "query_path": query_path or "",
+        },
+        geometry=gpd.GeoSeries(points, crs=out_crs),
+        crs=out_crs,
+    )
+    results["footprint"] = gpd.GeoSeries(footprints, crs=out_crs)
+    return results[["rank", "score", "geometry", "footprint", *column_names()[2:]]]

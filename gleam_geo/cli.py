@@ -1,0 +1,258 @@
+"""The ``gleam-geo`` command line: build indexes, localize photos, run the demo.
+
+Errors a user can act on print one line (``error: <cause>; <fix>``) and exit with 1;
+usage errors exit with 2; success exits with 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import GleamGeoError
+
+__all__ = ["main"]
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one-line messages and exit code 1, without a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (GleamGeoError, FileNotFoundError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _progress(quiet: bool) -> tuple[Any, Callable[[], None]]:
+    from .progress import tqdm_progress
+
+    return tqdm_progress(disable=quiet)
+
+
+def _tiling(gsd: float | None, chip_size: int | None, overlap: float | None, scheme: str | None) -> dict:
+    options = {"gsd_m": gsd, "chip_size_px": chip_size, "overlap": overlap, "scheme": scheme}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gleam-geo")
+def main() -> None:
+    """Find where a photo was taken by matching it against georeferenced imagery.
+
+    \b
+    Examples:
+      gleam-geo index build ortho/*.tif -o my_index
+      gleam-geo localize photo.jpg --index my_index -o hits.gpkg
+      gleam-geo localize photo.jpg --raster ortho.tif --top-k 5
+      gleam-geo demo
+    """
+
+
+@main.group()
+def index() -> None:
+    """Build, extend and inspect GeoIndex directories."""
+
+
+_encoder_option = click.option(
+    "--encoder", default=None, help="Encoder name or checkpoint path (default: the offline default)."
+)
+_device_option = click.option("--device", default=None, help="cpu, cuda or mps (default: automatic).")
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+
+
+@index.command("build")
+@click.argument("rasters", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+@_encoder_option
+@click.option("--gsd", type=float, default=None, help="Chip ground sampling distance, m/px (default: model's).")
+@click.option("--chip-size", type=int, default=None, help="Chip size in pixels (default: model's).")
+@click.option("--overlap", type=float, default=None, help="Fraction of a chip shared by neighbours (0.5).")
+@click.option("--scheme", type=click.Choice(["native", "xyz"]), default=None, help="Chip grid (native CRS).")
+@click.option("--factory", default="Flat", show_default=True, help="FAISS factory, e.g. IVF4096,PQ32 or HNSW32.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index.")
+@_device_option
+@_quiet_option
+@_user_errors
+def index_build(
+    rasters: Sequence[str], out_dir: str, encoder: str | None, gsd: float | None, chip_size: int | None,
+    overlap: float | None, scheme: str | None, factory: str, overwrite: bool, device: str | None, quiet: bool,
+) -> None:
+    """Tile RASTERS (files, folders or globs; any CRS) and index their chips.
+
+    \b
+    Example:
+      gleam-geo index build scene1.tif scene2.vrt -o my_index --gsd 0.3
+    """
+    from .api import build_index
+
+    callback, close = _progress(quiet)
+    try:
+        geo_index = build_index(
+            list(rasters), out_dir, encoder=encoder, tiling=_tiling(gsd, chip_size, overlap, scheme) or None,
+            factory=factory, overwrite=overwrite, device=device, progress=callback,
+        )
+    finally:
+        close()
+    click.echo(f"indexed {len(geo_index)} chips from {len(rasters)} input(s) into {out_dir}")
+
+
+@index.command("add")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("rasters", nargs=-1, required=True)
+@_encoder_option
+@_device_option
+@_quiet_option
+@_user_errors
+def index_add(index_dir: str, rasters: Sequence[str], encoder: str | None, device: str | None, quiet: bool) -> None:
+    """Add RASTERS to an existing index (rasters already in it are skipped).
+
+    \b
+    Example:
+      gleam-geo index add my_index new_scene.tif
+    """
+    from .api import add_to_index
+    from .index import GeoIndex
+
+    geo_index = GeoIndex.open(index_dir)
+    before = len(geo_index)
+    callback, close = _progress(quiet)
+    try:
+        add_to_index(geo_index, list(rasters), encoder, progress=callback)
+    finally:
+        close()
+    click.echo(f"added {len(geo_index) - before} chips; {index_dir} now holds {len(geo_index)}")
+
+
+@index.command("info")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the full info as JSON.")
+@_user_errors
+def index_info(index_dir: str, as_json: bool) -> None:
+    """Describe an index: model, size, sources and bounds.
+
+    \b
+    Example:
+      gleam-geo index info my_index --json
+    """
+    from .index import GeoIndex
+
+    info = GeoIndex.open(index_dir).info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    for key, value in info.items():
+        if key == "sources":
+            click.echo(f"sources: {len(value)}")
+            for source in value:
+                click.echo(f"  {source.get('path')}  ({source.get('crs')}, {source.get('chips')} chips)")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@main.command("localize")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False), help="Index to search.")
+@click.option("--raster", "rasters", multiple=True, help="Raster(s) to search; indexed on the fly and cached.")
+@click.option("--bbox", nargs=4, type=float, default=None, help="Search only inside lon/lat MINX MINY MAXX MAXY.")
+@click.option("--region", "region_file", type=click.Path(exists=True), help="Search only inside a vector file.")
+@click.option(
+    "--modality", type=click.Choice(["auto", "uav", "satellite", "street_map", "panorama", "ground"]),
+    default="auto", show_default=True, help="Query view.",
+)
+@click.option("--top-k", type=int, default=10, show_default=True, help="Candidates per image.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write results (.gpkg, .geojson, .parquet or .csv).")
+@_encoder_option
+@_device_option
+@_quiet_option
+@_user_errors
+def localize_command(
+    images: Sequence[str], index_dir: str | None, rasters: Sequence[str], bbox: tuple | None,
+    region_file: str | None, modality: str, top_k: int, out_path: str | None, encoder: str | None,
+    device: str | None, quiet: bool,
+) -> None:
+    """Localize IMAGES against an index or rasters; print and write ranked candidates.
+
+    \b
+    Examples:
+      gleam-geo localize drone.jpg --index my_index --top-k 5 -o hits.gpkg
+      gleam-geo localize a.jpg b.jpg --raster ortho.tif --bbox 32.58 0.33 32.59 0.34
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from .api import localize
+    from .io import write_results
+
+    if bool(index_dir) == bool(rasters):
+        raise click.UsageError("pass exactly one of --index or --raster")
+    region: Any = None
+    if bbox is not None:
+        region = tuple(bbox)
+    if region_file is not None:
+        region = gpd.read_file(region_file)
+    if region is not None and rasters:
+        raise click.UsageError("--bbox/--region need --index (build one with gleam-geo index build)")
+    callback, close = _progress(quiet)
+    frames = []
+    try:
+        for image in images:
+            frames.append(
+                localize(
+                    image, list(rasters) if rasters else region, index=index_dir, modality=modality,
+                    top_k=top_k, encoder=encoder, device=device, progress=callback,
+                )
+            )
+    finally:
+        close()
+    results = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    table = results.drop(columns=["footprint"]).assign(
+        x=results.geometry.x.round(6), y=results.geometry.y.round(6)
+    )
+    click.echo(table.drop(columns="geometry").to_string(index=False))
+    if out_path:
+        write_results(results, out_path)
+        click.echo(f"wrote {len(results)} candidates to {out_path}")
+
+
+@main.command("demo")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Sample data folder (default: $GLEAM_GEO_DATA or ../shared/data).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True,
+              help="Where to write the index, results and map.")
+@_device_option
+@_quiet_option
+@_user_errors
+def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: bool) -> None:
+    """Index the sample rasters, localize queries cut from them and map the results.
+
+    \b
+    Example:
+      gleam-geo demo --out demo_output
+    """
+    from .demo import run_demo
+
+    callback, close = _progress(quiet)
+    try:
+        report = run_demo(Path(data_dir) if data_dir else None, Path(out_dir), device=device, progress=callback)
+    finally:
+        close()
+    click.echo(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Embed reference chips: raster reads overlapped with the encoder.
+
+Reader threads (see :func:`gleam_geo.raster.iter_chip_batches`) read windows and
+preprocess them into batches while the encoder runs on the previous batch, so on a GPU
+the encoder does not wait for I/O and on a CPU the pipeline adds little to its time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .models.base import Encoder
+from .progress import ProgressCallback
+from .raster import RasterCatalog, TilingConfig, iter_chip_batches
+from .records import Chip
+
+__all__ = ["embed_chips"]
+
+
+def embed_chips(
+    catalog: RasterCatalog,
+    encoder: Encoder,
+    tiling: TilingConfig,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[list[Chip], np.ndarray]]:
+    """Yield ``(chips, embeddings)`` batches for every valid chip of ``catalog``.
+
+    Chips are embedded as the ``satellite`` view. Embeddings are L2-normalised float32.
+    """
+
+    def preprocess(pixels: np.ndarray) -> np.ndarray:
+        return encoder.preprocess(pixels, "satellite")
+
+    batches = iter_chip_batches(
+        catalog, tiling, preprocess, batch_size=batch_size, num_workers=num_workers, progress=progress
+    )
+    try:
+        for batch in batches:
+            yield batch.chips, encoder.embed_batch(batch.pixels)
+    finally:
+        batches.close()

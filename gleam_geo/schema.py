@@ -1,0 +1,40 @@
+"""The results schema: one definition of every column ``localize()`` returns.
+
+The GeoDataFrame, the file writers, the worker protocol and the QGIS results layer all
+read their column names, types and meanings from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Column", "RESULT_COLUMNS", "CORE_COLUMNS", "column_names"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One results column: its name, its type ("int", "float", "str", "bool") and its meaning."""
+
+    name: str
+    dtype: str
+    description: str
+
+
+CORE_COLUMNS: tuple[Column, ...] = (
+    Column("rank", "int", "1 for the best candidate"),
+    Column("score", "float", "cosine similarity between the query and the chip embeddings"),
+    Column("chip_id", "str", "stable id of the matched reference chip"),
+    Column("source", "str", "raster the chip was cut from"),
+    Column("modality", "str", "query view: uav, satellite, street_map, panorama or ground"),
+    Column("model", "str", "id of the encoder that embedded the query and the index"),
+    Column("query_path", "str", "path of the query image, when it was given as a path"),
+)
+"""Columns every ``localize()`` result has, besides the ``geometry`` point and ``footprint``."""
+
+RESULT_COLUMNS: tuple[Column, ...] = CORE_COLUMNS
+"""All results columns, in the order they are written."""
+
+
+def column_names(columns: tuple[Column, ...] = RESULT_COLUMNS) -> list[str]:
+    """Names of ``columns``, in order."""
+    return [column.name for column in columns]

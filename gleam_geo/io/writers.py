@@ -30,7 +30,7 @@ def _flatten(results: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     flat = results.copy()
     for name in flat.columns:
         if name != flat.geometry.name and isinstance(flat[name], gpd.GeoSeries):
-            flat[f"{name}_wkt"] = flat[name].to_wkt()
+            flat[f"{name}_wkt"] = flat[name].to_wkt(rounding_precision=-1)
             flat = flat.drop(columns=name)
     return flat
 

@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from .errors import GleamGeoError
 from .progress import ProgressCallback
+from .raster import open_raster
 
 __all__ = ["DEMO_RASTERS", "find_sample_data", "run_demo"]
 
@@ -69,8 +70,9 @@ class DemoQuery:
 def _cut_queries(raster: Path, ground_m: float, count: int, out_dir: Path, rng: np.random.Generator) -> list:
     """Cut ``count`` square crops of ``ground_m`` metres at random valid places of ``raster``."""
     queries = []
+    pixel_m = min(open_raster(raster).pixel_size_m)  # true ground size, not CRS units
     with rasterio.open(raster) as dataset:
-        size = int(round(ground_m / abs(dataset.transform.a)))
+        size = int(round(ground_m / pixel_m))
         to_wgs84 = Transformer.from_crs(dataset.crs, "EPSG:4326", always_xy=True)
         for _ in range(200):
             if len(queries) == count:

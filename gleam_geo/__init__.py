@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *_error_names, *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    # ruff: noqa: F401  (names re-exported lazily through __getattr__)
     from .api import build_index, localize
     from .index import GeoIndex
     from .io import load_image, write_results

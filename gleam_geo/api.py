@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -31,8 +31,8 @@ from .schema import column_names
 
 __all__ = ["build_index", "add_to_index", "default_cache_dir", "localize", "resolve_modality"]
 
-PathLike = Union[str, os.PathLike]
-RasterPaths = Union[PathLike, Sequence[PathLike]]
+PathLike = str | os.PathLike
+RasterPaths = PathLike | Sequence[PathLike]
 
 # Flush embeddings to the index every this many chips, so memory stays bounded.
 _FLUSH_CHIPS = 50_000
@@ -91,12 +91,20 @@ def add_to_index(
         pending_chips.extend(chips)
         pending_vectors.append(vectors)
         if len(pending_chips) >= _FLUSH_CHIPS:
-            index.add(np.concatenate(pending_vectors), pending_chips, model_id=encoder.model_id,
-                      model_checksum=encoder.checksum)
+            index.add(
+                np.concatenate(pending_vectors),
+                pending_chips,
+                model_id=encoder.model_id,
+                model_checksum=encoder.checksum,
+            )
             pending_chips, pending_vectors = [], []
     if pending_chips:
-        index.add(np.concatenate(pending_vectors), pending_chips, model_id=encoder.model_id,
-                  model_checksum=encoder.checksum)
+        index.add(
+            np.concatenate(pending_vectors),
+            pending_chips,
+            model_id=encoder.model_id,
+            model_checksum=encoder.checksum,
+        )
     return index
 
 
@@ -166,7 +174,10 @@ def _encoder_for_index(index: GeoIndex, encoder: Encoder | str | None) -> Encode
 
 
 def _cached_index(
-    rasters: Sequence[PathLike], encoder: Encoder, tiling: TilingConfig | dict | None, cache_dir: Path,
+    rasters: Sequence[PathLike],
+    encoder: Encoder,
+    tiling: TilingConfig | dict | None,
+    cache_dir: Path,
     progress: ProgressCallback | None,
 ) -> GeoIndex:
     """Open (or build once) the index of ``rasters``, keyed by their content, the model and tiling."""
@@ -300,7 +311,7 @@ def _candidates(
     out_crs = out_crs or CRS.from_epsg(4326)
     chips = index.chips(ids.tolist())
     points, footprints = [], []
-    for crs_string, wkt in zip(chips["crs"], chips["native_footprint"]):
+    for crs_string, wkt in zip(chips["crs"], chips["native_footprint"], strict=True):
         native = shapely.from_wkt(wkt)
         to_out = Transformer.from_crs(CRS.from_user_input(crs_string), out_crs, always_xy=True)
         points.append(shapely.ops.transform(to_out.transform, native.centroid))

@@ -51,7 +51,7 @@ def _tiling(gsd: float | None, chip_size: int | None, overlap: float | None, sch
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gleam-geo")
 def main() -> None:
-    """Find where a photo was taken by matching it against georeferenced imagery.
+    r"""Find where a photo was taken by matching it against georeferenced imagery.
 
     \b
     Examples:
@@ -76,22 +76,37 @@ _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress ba
 
 @index.command("build")
 @click.argument("rasters", nargs=-1, required=True)
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Index directory."
+)
 @_encoder_option
-@click.option("--gsd", type=float, default=None, help="Chip ground sampling distance, m/px (default: model's).")
+@click.option(
+    "--gsd", type=float, default=None, help="Chip ground sampling distance, m/px (default: model's)."
+)
 @click.option("--chip-size", type=int, default=None, help="Chip size in pixels (default: model's).")
 @click.option("--overlap", type=float, default=None, help="Fraction of a chip shared by neighbours (0.5).")
 @click.option("--scheme", type=click.Choice(["native", "xyz"]), default=None, help="Chip grid (native CRS).")
-@click.option("--factory", default="Flat", show_default=True, help="FAISS factory, e.g. IVF4096,PQ32 or HNSW32.")
+@click.option(
+    "--factory", default="Flat", show_default=True, help="FAISS factory, e.g. IVF4096,PQ32 or HNSW32."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing index.")
 @_device_option
 @_quiet_option
 @_user_errors
 def index_build(
-    rasters: Sequence[str], out_dir: str, encoder: str | None, gsd: float | None, chip_size: int | None,
-    overlap: float | None, scheme: str | None, factory: str, overwrite: bool, device: str | None, quiet: bool,
+    rasters: Sequence[str],
+    out_dir: str,
+    encoder: str | None,
+    gsd: float | None,
+    chip_size: int | None,
+    overlap: float | None,
+    scheme: str | None,
+    factory: str,
+    overwrite: bool,
+    device: str | None,
+    quiet: bool,
 ) -> None:
-    """Tile RASTERS (files, folders or globs; any CRS) and index their chips.
+    r"""Tile RASTERS (files, folders or globs; any CRS) and index their chips.
 
     \b
     Example:
@@ -102,8 +117,14 @@ def index_build(
     callback, close = _progress(quiet)
     try:
         geo_index = build_index(
-            list(rasters), out_dir, encoder=encoder, tiling=_tiling(gsd, chip_size, overlap, scheme) or None,
-            factory=factory, overwrite=overwrite, device=device, progress=callback,
+            list(rasters),
+            out_dir,
+            encoder=encoder,
+            tiling=_tiling(gsd, chip_size, overlap, scheme) or None,
+            factory=factory,
+            overwrite=overwrite,
+            device=device,
+            progress=callback,
         )
     finally:
         close()
@@ -117,8 +138,10 @@ def index_build(
 @_device_option
 @_quiet_option
 @_user_errors
-def index_add(index_dir: str, rasters: Sequence[str], encoder: str | None, device: str | None, quiet: bool) -> None:
-    """Add RASTERS to an existing index (rasters already in it are skipped).
+def index_add(
+    index_dir: str, rasters: Sequence[str], encoder: str | None, device: str | None, quiet: bool
+) -> None:
+    r"""Add RASTERS to an existing index (rasters already in it are skipped).
 
     \b
     Example:
@@ -142,7 +165,7 @@ def index_add(index_dir: str, rasters: Sequence[str], encoder: str | None, devic
 @click.option("--json", "as_json", is_flag=True, help="Print the full info as JSON.")
 @_user_errors
 def index_info(index_dir: str, as_json: bool) -> None:
-    """Describe an index: model, size, sources and bounds.
+    r"""Describe an index: model, size, sources and bounds.
 
     \b
     Example:
@@ -166,26 +189,49 @@ def index_info(index_dir: str, as_json: bool) -> None:
 @main.command("localize")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False), help="Index to search.")
-@click.option("--raster", "rasters", multiple=True, help="Raster(s) to search; indexed on the fly and cached.")
-@click.option("--bbox", nargs=4, type=float, default=None, help="Search only inside lon/lat MINX MINY MAXX MAXY.")
-@click.option("--region", "region_file", type=click.Path(exists=True), help="Search only inside a vector file.")
 @click.option(
-    "--modality", type=click.Choice(["auto", "uav", "satellite", "street_map", "panorama", "ground"]),
-    default="auto", show_default=True, help="Query view.",
+    "--raster", "rasters", multiple=True, help="Raster(s) to search; indexed on the fly and cached."
+)
+@click.option(
+    "--bbox", nargs=4, type=float, default=None, help="Search only inside lon/lat MINX MINY MAXX MAXY."
+)
+@click.option(
+    "--region", "region_file", type=click.Path(exists=True), help="Search only inside a vector file."
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["auto", "uav", "satellite", "street_map", "panorama", "ground"]),
+    default="auto",
+    show_default=True,
+    help="Query view.",
 )
 @click.option("--top-k", type=int, default=10, show_default=True, help="Candidates per image.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Write results (.gpkg, .geojson, .parquet or .csv).")
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write results (.gpkg, .geojson, .parquet or .csv).",
+)
 @_encoder_option
 @_device_option
 @_quiet_option
 @_user_errors
 def localize_command(
-    images: Sequence[str], index_dir: str | None, rasters: Sequence[str], bbox: tuple | None,
-    region_file: str | None, modality: str, top_k: int, out_path: str | None, encoder: str | None,
-    device: str | None, quiet: bool,
+    images: Sequence[str],
+    index_dir: str | None,
+    rasters: Sequence[str],
+    bbox: tuple | None,
+    region_file: str | None,
+    modality: str,
+    top_k: int,
+    out_path: str | None,
+    encoder: str | None,
+    device: str | None,
+    quiet: bool,
 ) -> None:
-    """Localize IMAGES against an index or rasters; print and write ranked candidates.
+    r"""Localize IMAGES against an index or rasters; print and write ranked candidates.
 
     \b
     Examples:
@@ -213,8 +259,14 @@ def localize_command(
         for image in images:
             frames.append(
                 localize(
-                    image, list(rasters) if rasters else region, index=index_dir, modality=modality,
-                    top_k=top_k, encoder=encoder, device=device, progress=callback,
+                    image,
+                    list(rasters) if rasters else region,
+                    index=index_dir,
+                    modality=modality,
+                    top_k=top_k,
+                    encoder=encoder,
+                    device=device,
+                    progress=callback,
                 )
             )
     finally:
@@ -230,15 +282,26 @@ def localize_command(
 
 
 @main.command("demo")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="Sample data folder (default: $GLEAM_GEO_DATA or ../shared/data).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True,
-              help="Where to write the index, results and map.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Sample data folder (default: $GLEAM_GEO_DATA or ../shared/data).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="demo_output",
+    show_default=True,
+    help="Where to write the index, results and map.",
+)
 @_device_option
 @_quiet_option
 @_user_errors
 def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: bool) -> None:
-    """Index the sample rasters, localize queries cut from them and map the results.
+    r"""Index the sample rasters, localize queries cut from them and map the results.
 
     \b
     Example:
@@ -248,7 +311,9 @@ def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: 
 
     callback, close = _progress(quiet)
     try:
-        report = run_demo(Path(data_dir) if data_dir else None, Path(out_dir), device=device, progress=callback)
+        report = run_demo(
+            Path(data_dir) if data_dir else None, Path(out_dir), device=device, progress=callback
+        )
     finally:
         close()
     click.echo(report)

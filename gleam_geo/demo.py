@@ -47,7 +47,10 @@ def find_sample_data(data_dir: Path | None = None) -> Path:
     candidates = [data_dir] if data_dir else []
     if os.environ.get("GLEAM_GEO_DATA"):
         candidates.append(Path(os.environ["GLEAM_GEO_DATA"]))
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    candidates += [
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    ]
     for candidate in candidates:
         if candidate and all((candidate / name).is_file() for name in DEMO_RASTERS):
             return candidate
@@ -72,7 +75,7 @@ def _cut_queries(raster: Path, ground_m: float, count: int, out_dir: Path, rng: 
     queries = []
     pixel_m = min(open_raster(raster).pixel_size_m)  # true ground size, not CRS units
     with rasterio.open(raster) as dataset:
-        size = int(round(ground_m / pixel_m))
+        size = round(ground_m / pixel_m)
         to_wgs84 = Transformer.from_crs(dataset.crs, "EPSG:4326", always_xy=True)
         for _ in range(200):
             if len(queries) == count:
@@ -92,7 +95,11 @@ def _cut_queries(raster: Path, ground_m: float, count: int, out_dir: Path, rng: 
 
 
 def run_demo(
-    data_dir: Path | None, out_dir: Path, *, device: str | None = None, progress: ProgressCallback | None = None,
+    data_dir: Path | None,
+    out_dir: Path,
+    *,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
     seed: int = 0,
 ) -> str:
     """Run the demo and return a printable report (a table of true vs predicted positions)."""
@@ -110,7 +117,9 @@ def run_demo(
     query_dir.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
     ground_m = encoder.card.gsd_m * encoder.card.chip_size_px
-    queries = [q for raster in rasters for q in _cut_queries(raster, ground_m, QUERIES_PER_RASTER, query_dir, rng)]
+    queries = [
+        q for raster in rasters for q in _cut_queries(raster, ground_m, QUERIES_PER_RASTER, query_dir, rng)
+    ]
 
     frames, rows = [], []
     for query in queries:
@@ -156,7 +165,9 @@ def _write_map(results: gpd.GeoDataFrame, path: Path) -> None:
         truth = [row.true_lat, row.true_lon]
         guess = [row.geometry.y, row.geometry.x]
         label = f"{Path(row.query_path).name}: error {row.error_m:.1f} m, score {row.score:.3f}"
-        folium.GeoJson(row.footprint.__geo_interface__, style_function=lambda _: {"color": "red"}).add_to(fmap)
+        folium.GeoJson(row.footprint.__geo_interface__, style_function=lambda _: {"color": "red"}).add_to(
+            fmap
+        )
         folium.CircleMarker(truth, radius=5, color="green", fill=True, tooltip="true: " + label).add_to(fmap)
         folium.CircleMarker(guess, radius=5, color="red", fill=True, tooltip="found: " + label).add_to(fmap)
         folium.PolyLine([truth, guess], color="orange").add_to(fmap)

@@ -21,7 +21,8 @@ class ProgressCallback(Protocol):
     Returning ``False`` cancels the work; any other value (including ``None``) goes on.
     """
 
-    def __call__(self, stage: str, done: int, total: int | None) -> bool | None: ...
+    def __call__(self, stage: str, done: int, total: int | None) -> bool | None:
+        """Report ``done`` of ``total`` units of ``stage``; return ``False`` to cancel."""
 
 
 class Progress:

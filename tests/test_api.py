@@ -40,7 +40,7 @@ def index(shared_data, encoder, tmp_path_factory):
 
 def crop(path, ground_m, rng):
     """A square crop of ``ground_m`` metres at a random valid place, and its true lon/lat."""
-    size = int(round(ground_m / min(open_raster(path).pixel_size_m)))
+    size = round(ground_m / min(open_raster(path).pixel_size_m))
     with rasterio.open(path) as src:
         while True:
             col, row = int(rng.integers(0, src.width - size)), int(rng.integers(0, src.height - size))
@@ -73,16 +73,24 @@ def test_query_cut_from_a_raster_is_found_at_the_right_place(index, encoder, sha
 
 
 def test_results_schema_sorting_and_crs(index, shared_data):
-    pixels, lon, lat = crop(shared_data / RASTERS[0], 38.4, np.random.default_rng(1))
+    pixels, _, _ = crop(shared_data / RASTERS[0], 38.4, np.random.default_rng(1))
     results = gleam_geo.localize(pixels, index, top_k=5, modality="uav")
     assert list(results.columns) == [
-        "rank", "score", "geometry", "footprint", "chip_id", "source", "modality", "model", "query_path"
+        "rank",
+        "score",
+        "geometry",
+        "footprint",
+        "chip_id",
+        "source",
+        "modality",
+        "model",
+        "query_path",
     ]
     assert results["rank"].tolist() == [1, 2, 3, 4, 5]
     assert results["score"].is_monotonic_decreasing
     assert results.crs.to_epsg() == 4326 and results["footprint"].crs.to_epsg() == 4326
     assert (results["modality"] == "uav").all() and (results["model"] == "geoembed-v3").all()
-    assert all(fp.contains(pt) for fp, pt in zip(results["footprint"], results.geometry))
+    assert all(fp.contains(pt) for fp, pt in zip(results["footprint"], results.geometry, strict=True))
 
 
 def test_region_geodataframe_filters_and_sets_output_crs(index, shared_data):
@@ -132,8 +140,11 @@ def test_index_built_with_another_model_is_refused(index, shared_data):
 
 def test_empty_index(tmp_path, encoder):
     empty = GeoIndex.create(
-        tmp_path / "empty", model_id=encoder.model_id, model_checksum=encoder.checksum,
-        embed_dim=encoder.embed_dim, tiling={"gsd_m": 0.3, "chip_size_px": 128},
+        tmp_path / "empty",
+        model_id=encoder.model_id,
+        model_checksum=encoder.checksum,
+        embed_dim=encoder.embed_dim,
+        tiling={"gsd_m": 0.3, "chip_size_px": 128},
     )
     with pytest.raises(EmptyIndexError):
         gleam_geo.localize(np.zeros((64, 64, 3), np.uint8), empty)
@@ -143,7 +154,7 @@ def test_raster_without_georeference(tmp_path, encoder):
     path = tmp_path / "plain.tif"
     with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
         dst.write(np.full((3, 64, 64), 100, np.uint8))
-    with pytest.raises(NotGeoreferencedError, match="plain.tif"):
+    with pytest.raises(NotGeoreferencedError, match=r"plain\.tif"):
         gleam_geo.build_index([path], tmp_path / "idx", encoder=encoder)
     assert not (tmp_path / "idx" / "manifest.json").exists()
 
@@ -156,5 +167,5 @@ def test_corrupt_query_image(index, tmp_path):
 
 
 def test_no_region_and_no_index():
-    with pytest.raises(GleamGeoError, match="needs somewhere to search"):
+    with pytest.raises(GleamGeoError, match=r"needs somewhere to search"):
         gleam_geo.localize(np.zeros((8, 8, 3), np.uint8))

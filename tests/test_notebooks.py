@@ -14,7 +14,9 @@ def test_notebook_runs(path, tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("GLEAM_GEO_DATA", str(shared_data))
     monkeypatch.setenv("GLEAM_GEO_CACHE", str(tmp_path / "cache"))
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     # the map cell rendered an interactive folium map

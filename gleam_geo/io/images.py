@@ -10,7 +10,6 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,7 +18,7 @@ from ..errors import CorruptImageError
 
 __all__ = ["ImageInput", "QueryImage", "load_image"]
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 """Anything :func:`load_image` accepts."""
 
 # Decompression-bomb guard well above any real aerial photo (about 40k x 40k pixels).
@@ -90,11 +89,11 @@ def load_image(image: ImageInput) -> QueryImage:
         path = str(Path(image).expanduser())
         if not Path(path).is_file():
             raise FileNotFoundError(f"query image {path} not found; check the path")
-        source: Union[str, io.BytesIO] = path
+        source: str | io.BytesIO | None = path
     elif isinstance(image, (bytes, bytearray)):
         source = io.BytesIO(bytes(image))
     elif isinstance(image, Image.Image):
-        source = None  # type: ignore[assignment]
+        source = None
     else:
         raise CorruptImageError(
             f"cannot read a query image from {type(image).__name__}; pass a path, bytes, PIL image or array"

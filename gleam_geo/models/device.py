@@ -36,6 +36,7 @@ def select_device(preference: str | None = "auto") -> str:
 
     Raises:
         DeviceError: an explicit device that this machine or this torch build lacks.
+
     """
     request = "auto" if preference is None else preference.strip().lower()
     if request == "auto":

@@ -58,8 +58,11 @@ class TorchEncoder:
         model_id: ``card.name``, recorded in indexes built with this encoder.
         checksum: SHA-256 identifying the weights.
         device: the torch device the network runs on.
-        network: the wrapped network, in eval mode on ``device``.
-        batch_size: most images per forward pass; larger inputs are split.
+        network: the wrapped network, in eval mode on ``device`` (channels-last, which
+            convolutions run faster in).
+        batch_size: most images per forward pass, or ``None`` to choose it per input size
+            with :func:`~gleam_geo.models.device.default_batch_size`.
+
     """
 
     def __init__(
@@ -79,15 +82,15 @@ class TorchEncoder:
             device: device request, resolved by :func:`~gleam_geo.models.device.select_device`.
             checksum: weights checksum; computed from the state dict when not given.
             batch_size: images per forward pass; by default chosen for the device and the
-                largest input size of the card.
+                size of each batch's images.
+
         """
         self.card = card
         self.model_id = card.name
         self.checksum = checksum if checksum is not None else weights_checksum(network)
         self.device = select_device(device)
-        self.network = network.to(self.device).eval()
-        largest_px = max(h * w for h, w in (card.input_size(view) for view in card.image_size)) ** 0.5
-        self.batch_size = batch_size if batch_size is not None else default_batch_size(self.device, largest_px)
+        self.network = network.to(self.device, memory_format=torch.channels_last).eval()
+        self.batch_size = batch_size
         self._mean = np.asarray(card.mean, dtype=np.float32)
         self._std = np.asarray(card.std, dtype=np.float32)
 
@@ -99,6 +102,12 @@ class TorchEncoder:
     def __repr__(self) -> str:
         return f"TorchEncoder({self.model_id!r}, dim={self.embed_dim}, device={self.device!r})"
 
+    def images_per_pass(self, height: int, width: int) -> int:
+        """Images of ``height`` x ``width`` pixels that one forward pass takes."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return default_batch_size(self.device, round((height * width) ** 0.5))
+
     def preprocess(self, image: np.ndarray, view: View) -> np.ndarray:
         """Resize an RGB uint8 ``(H, W, 3)`` image to the view's input size and normalise it.
 
@@ -107,6 +116,7 @@ class TorchEncoder:
 
         Returns:
             A float32 ``(3, h, w)`` array with ``(h, w) = card.input_size(view)``.
+
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
@@ -127,21 +137,23 @@ class TorchEncoder:
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         """Embed a preprocessed float32 ``(N, 3, h, w)`` batch into ``(N, D)`` unit vectors.
 
-        Runs ``batch_size`` images at a time under inference mode and the device's mixed
+        Runs :meth:`images_per_pass` images at a time under inference mode and the device's mixed
         precision; the normalisation is done in float32.
         """
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, h, w) batch, got shape {batch.shape}; use preprocess()")
         out = np.empty((batch.shape[0], self.embed_dim), dtype=np.float32)
+        step = self.images_per_pass(batch.shape[2], batch.shape[3])
         with torch.inference_mode():
-            for start in range(0, batch.shape[0], self.batch_size):
-                piece = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
+            for start in range(0, batch.shape[0], step):
+                piece = torch.from_numpy(np.ascontiguousarray(batch[start : start + step]))
                 with autocast(self.device):
-                    features = self.network(piece.to(self.device))
+                    features = self.network(piece.to(self.device, memory_format=torch.channels_last))
                 if features.ndim != 2 or features.shape[1] != self.embed_dim:
+                    shape = tuple(features.shape)
                     raise CheckpointError(
-                        f"network {self.card.architecture} returns features of shape {tuple(features.shape)}, "
+                        f"network {self.card.architecture} returns features of shape {shape}, "
                         f"card {self.card.name} says {self.embed_dim}-d; fix embed_dim in the card"
                     )
                 unit = F.normalize(features.float(), dim=1)
@@ -150,9 +162,10 @@ class TorchEncoder:
 
     def embed_images(self, images: Sequence[np.ndarray], view: View) -> np.ndarray:
         """Preprocess and embed RGB uint8 images of one view; returns ``(N, D)`` unit vectors."""
+        step = self.images_per_pass(*self.card.input_size(view))
         parts = [
-            self.embed_batch(np.stack([self.preprocess(image, view) for image in images[i : i + self.batch_size]]))
-            for i in range(0, len(images), self.batch_size)
+            self.embed_batch(np.stack([self.preprocess(image, view) for image in images[i : i + step]]))
+            for i in range(0, len(images), step)
         ]
         if not parts:
             return np.empty((0, self.embed_dim), dtype=np.float32)

@@ -4,6 +4,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 import shapely
 from pyproj import Geod, Transformer
 from rasterio.windows import Window
@@ -63,13 +64,13 @@ def test_index_holds_chips_from_three_crss(index):
 def test_query_cut_from_a_raster_is_found_at_the_right_place(index, encoder, shared_data, name):
     rng = np.random.default_rng(7)
     ground_m = encoder.card.gsd_m * encoder.card.chip_size_px
-    hits = 0
     for _ in range(4):
         pixels, lon, lat = crop(shared_data / name, ground_m, rng)
-        best = gleam_geo.localize(pixels, index, top_k=3).iloc[0]
-        error_m = GEOD.inv(lon, lat, best.geometry.x, best.geometry.y)[2]
-        hits += best.source.endswith(name) and error_m < ground_m / 2
-    assert hits >= 3
+        results = gleam_geo.localize(pixels, index, top_k=5)
+        errors_m = [GEOD.inv(lon, lat, point.x, point.y)[2] for point in results.geometry]
+        # Retrieval alone (no refinement): the right raster first, the right place in the top 5.
+        assert results.source.iloc[0].endswith(name)
+        assert min(errors_m) < ground_m / 2
 
 
 def test_results_schema_sorting_and_crs(index, shared_data):

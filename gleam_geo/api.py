@@ -17,7 +17,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import shapely
-import shapely.ops
 from pyproj import CRS, Transformer
 
 from .errors import GleamGeoError, ModelMismatchError, UnknownEncoderError
@@ -298,6 +297,11 @@ def localize(
     )
 
 
+def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
+    """Reproject a shapely geometry with a pyproj transformer (x, y order)."""
+    return shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
 def _candidates(
     index: GeoIndex,
     scores: np.ndarray,
@@ -314,8 +318,8 @@ def _candidates(
     for crs_string, wkt in zip(chips["crs"], chips["native_footprint"], strict=True):
         native = shapely.from_wkt(wkt)
         to_out = Transformer.from_crs(CRS.from_user_input(crs_string), out_crs, always_xy=True)
-        points.append(shapely.ops.transform(to_out.transform, native.centroid))
-        footprints.append(shapely.ops.transform(to_out.transform, native.segmentize(native.length / 64)))
+        points.append(_transform(native.centroid, to_out))
+        footprints.append(_transform(native.segmentize(native.length / 64), to_out))
     results = gpd.GeoDataFrame(
         {
             "rank": np.arange(1, len(ids) + 1, dtype=np.int32),

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,7 +26,10 @@ from .models import Encoder, get_encoder
 from .progress import ProgressCallback
 from .raster import RasterCatalog, TilingConfig
 from .records import VIEWS, View
-from .schema import column_names
+from .schema import CORE_COLUMNS, REFINE_COLUMNS, column_names
+
+if TYPE_CHECKING:
+    from .refine import Refinement, Refiner
 
 __all__ = ["build_index", "add_to_index", "default_cache_dir", "localize", "resolve_modality"]
 
@@ -237,6 +240,10 @@ def localize(
     cache_dir: PathLike | None = None,
     device: str | None = None,
     progress: ProgressCallback | None = None,
+    refine: bool = True,
+    refine_top_k: int = 5,
+    rotations: int = 4,
+    refiner: Refiner | None = None,
 ) -> gpd.GeoDataFrame:
     """Find where ``image`` was taken: ranked, georeferenced candidates.
 
@@ -257,14 +264,23 @@ def localize(
         cache_dir: where on-the-fly indexes are cached (default :func:`default_cache_dir`).
         device: "cpu", "cuda", "mps" or None for automatic.
         progress: progress callback for index building.
+        refine: verify the best candidates by local feature matching against the source
+            rasters, place the query precisely and re-rank by ``match_prob``.
+        refine_top_k: how many retrieved candidates are refined.
+        rotations: with ``refine``, the query is also searched turned by this many evenly
+            spaced angles (best score per chip), so retrieval copes with any heading.
+        refiner: a configured :class:`~gleam_geo.refine.Refiner` (matcher, calibration).
 
     Returns:
         A GeoDataFrame sorted by rank with columns ``rank``, ``score``, ``geometry`` (best
         point estimate), ``footprint`` (polygon), ``chip_id``, ``source``, ``modality``,
-        ``model`` and ``query_path``.
+        ``model`` and ``query_path``; with ``refine`` also ``match_prob``, ``heading_deg``,
+        ``error_radius_m``, ``gsd_m`` and ``inliers`` (see :mod:`gleam_geo.schema`).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if refine and refine_top_k < 1:
+        raise ValueError(f"refine_top_k must be at least 1, got {refine_top_k}")
     query = load_image(image)
     search_region = None
     if isinstance(region, GeoIndex) or (
@@ -289,17 +305,70 @@ def localize(
         )
     geo_index.check_model(enc.model_id, enc.checksum)
     view = resolve_modality(modality, query.pixels)
-    vector = enc.embed_images([query.pixels], view)
-    scores, ids = geo_index.search(vector.astype(np.float32), top_k, region=search_region)
-    keep = ids[0] >= 0
-    return _candidates(
-        geo_index, scores[0][keep], ids[0][keep], view, enc.model_id, query.path, _region_crs(region, crs)
+    out_crs = _region_crs(region, crs)
+    if not refine:
+        vector = enc.embed_images([query.pixels], view)
+        scores, ids = geo_index.search(vector.astype(np.float32), top_k, region=search_region)
+        keep = ids[0] >= 0
+        return _candidates(geo_index, scores[0][keep], ids[0][keep], view, enc.model_id, query.path, out_crs)
+    from .refine import Refiner, search_rotations
+
+    found_scores, found_ids = search_rotations(
+        geo_index,
+        enc,
+        query.pixels,
+        view,
+        max(top_k, refine_top_k),
+        rotations=rotations,
+        region=search_region,
     )
+    results = _candidates(geo_index, found_scores, found_ids, view, enc.model_id, query.path, out_crs)
+    chips = geo_index.chips(found_ids[:refine_top_k].tolist())
+    refinements = (refiner or Refiner()).refine(query.pixels, chips, found_scores[:refine_top_k])
+    return _apply_refinements(results, refinements).head(top_k)
+
+
+def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refinement]) -> gpd.GeoDataFrame:
+    """Write refinement columns into the first rows, then re-rank by ``match_prob``.
+
+    Verified candidates get the projected query centre and outline; the order is by
+    ``match_prob`` for the refined rows, then the remaining rows in retrieval order.
+    """
+    out_crs = CRS.from_user_input(results.crs)
+    for name in column_names(REFINE_COLUMNS):
+        results[name] = 0 if name == "inliers" else np.nan
+    for row, refinement in enumerate(refinements):
+        results.iloc[row, results.columns.get_loc("match_prob")] = refinement.match_prob
+        results.iloc[row, results.columns.get_loc("inliers")] = refinement.inliers
+        projection = refinement.projection
+        if projection is None:
+            continue
+        to_out = Transformer.from_crs(CRS.from_user_input(refinement.crs), out_crs, always_xy=True)
+        results.iloc[row, results.columns.get_loc("geometry")] = _transform(projection.point, to_out)
+        results.iloc[row, results.columns.get_loc("footprint")] = _transform(
+            projection.footprint.segmentize(projection.footprint.length / 64), to_out
+        )
+        for name in ("heading_deg", "error_radius_m", "gsd_m"):
+            results.iloc[row, results.columns.get_loc(name)] = getattr(projection, name)
+    refined = len(refinements)
+    order = np.concatenate(
+        [
+            np.argsort(-results["match_prob"].to_numpy()[:refined], kind="stable"),
+            np.arange(refined, len(results)),
+        ]
+    )
+    results = results.iloc[order].reset_index(drop=True)
+    results["rank"] = np.arange(1, len(results) + 1, dtype=np.int32)
+    results["inliers"] = results["inliers"].astype(np.int32)
+    return results[["rank", "score", "geometry", "footprint", *column_names()[2:]]]
 
 
 def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
     """Reproject a shapely geometry with a pyproj transformer (x, y order)."""
-    return shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    # lists, not arrays: pyproj's single-point fast path would warn about size-1 arrays
+    return shapely.transform(
+        geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0].tolist(), xy[:, 1].tolist()))
+    )
 
 
 def _candidates(
@@ -334,4 +403,4 @@ def _candidates(
         crs=out_crs,
     )
     results["footprint"] = gpd.GeoSeries(footprints, crs=out_crs)
-    return results[["rank", "score", "geometry", "footprint", *column_names()[2:]]]
+    return results[["rank", "score", "geometry", "footprint", *column_names(CORE_COLUMNS)[2:]]]

@@ -51,7 +51,7 @@ def _tiling(gsd: float | None, chip_size: int | None, overlap: float | None, sch
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gleam-geo")
 def main() -> None:
-    r"""Find where a photo was taken by matching it against georeferenced imagery.
+    """Find where a photo was taken by matching it against georeferenced imagery.
 
     \b
     Examples:
@@ -106,7 +106,7 @@ def index_build(
     device: str | None,
     quiet: bool,
 ) -> None:
-    r"""Tile RASTERS (files, folders or globs; any CRS) and index their chips.
+    """Tile RASTERS (files, folders or globs; any CRS) and index their chips.
 
     \b
     Example:
@@ -141,7 +141,7 @@ def index_build(
 def index_add(
     index_dir: str, rasters: Sequence[str], encoder: str | None, device: str | None, quiet: bool
 ) -> None:
-    r"""Add RASTERS to an existing index (rasters already in it are skipped).
+    """Add RASTERS to an existing index (rasters already in it are skipped).
 
     \b
     Example:
@@ -165,7 +165,7 @@ def index_add(
 @click.option("--json", "as_json", is_flag=True, help="Print the full info as JSON.")
 @_user_errors
 def index_info(index_dir: str, as_json: bool) -> None:
-    r"""Describe an index: model, size, sources and bounds.
+    """Describe an index: model, size, sources and bounds.
 
     \b
     Example:
@@ -231,7 +231,7 @@ def localize_command(
     device: str | None,
     quiet: bool,
 ) -> None:
-    r"""Localize IMAGES against an index or rasters; print and write ranked candidates.
+    """Localize IMAGES against an index or rasters; print and write ranked candidates.
 
     \b
     Examples:
@@ -301,7 +301,7 @@ def localize_command(
 @_quiet_option
 @_user_errors
 def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: bool) -> None:
-    r"""Index the sample rasters, localize queries cut from them and map the results.
+    """Index the sample rasters, localize queries cut from them and map the results.
 
     \b
     Example:
@@ -317,6 +317,84 @@ def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: 
     finally:
         close()
     click.echo(report)
+
+
+@main.command("eval")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default="../shared/data",
+    show_default=True,
+    help="Folder of the sample rasters.",
+)
+@click.option(
+    "--indexes",
+    "index_dir",
+    type=click.Path(file_okay=False),
+    default="eval_output/indexes",
+    show_default=True,
+    help="Where the suites' indexes are built (reused when present).",
+)
+@click.option(
+    "-o", "--out", "out_dir", type=click.Path(file_okay=False), default="eval_output", show_default=True
+)
+@click.option("--suite", "suites", multiple=True, help="Suite to run (repeatable; default: all).")
+@click.option("--count", type=int, default=None, help="Queries per suite (default: the suite's own).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the reported queries.")
+@click.option("--rotations", type=int, default=4, show_default=True, help="Rotations searched per query.")
+@click.option(
+    "--calibration-seed",
+    type=int,
+    default=None,
+    help="Fit match_prob on held-out queries drawn with this seed.",
+)
+@click.option(
+    "--calibration-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the fitted calibration JSON.",
+)
+@_quiet_option
+@_user_errors
+def eval_command(
+    data_dir: str,
+    index_dir: str,
+    out_dir: str,
+    suites: tuple[str, ...],
+    count: int | None,
+    seed: int,
+    rotations: int,
+    calibration_seed: int | None,
+    calibration_out: str | None,
+    quiet: bool,
+) -> None:
+    """Measure accuracy on synthetic queries from the sample rasters; writes report.md and plots.
+
+    \b
+    Examples:
+      gleam-geo eval --data ../shared/data --out eval_output
+      gleam-geo eval --suite uav_tilt30 --suite cross_time --count 10
+    """
+    from .evaluation import SUITES, evaluate
+
+    callback, close = _progress(quiet)
+    try:
+        report = evaluate(
+            list(suites) or list(SUITES),
+            data_dir,
+            index_dir,
+            out_dir,
+            seed=seed,
+            count=count,
+            rotations=rotations,
+            calibration_seed=calibration_seed,
+            calibration_out=calibration_out,
+            progress=callback,
+        )
+    finally:
+        close()
+    click.echo(report.read_text())
 
 
 if __name__ == "__main__":

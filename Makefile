@@ -20,5 +20,8 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+plugin:
+	python3 scripts/build_plugin.py dist/gleam_geo_qgis.zip
+
 clean:
 	rm -rf demo_output build dist *.egg-info .pytest_cache

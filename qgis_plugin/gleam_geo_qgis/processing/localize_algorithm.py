@@ -1,0 +1,207 @@
+"""``gleam_geo:localize``: find where many photos were taken; write points (and footprints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsFeatureSink,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from ..layers import features_from_result, result_fields, results_crs
+from ..parameters import MODALITIES, LocalizeParameters, ParameterError, Region
+from .common import CANCELLED, gleam_icon, layer_file, run_worker, style_on_load
+
+__all__ = ["LocalizeAlgorithm"]
+
+
+class LocalizeAlgorithm(QgsProcessingAlgorithm):
+    """Localize query photos against reference rasters or an index."""
+
+    IMAGES = "IMAGES"
+    RASTERS = "RASTERS"
+    INDEX = "INDEX"
+    EXTENT = "EXTENT"
+    POLYGONS = "POLYGONS"
+    MODALITY = "MODALITY"
+    TOP_K = "TOP_K"
+    REFINE = "REFINE"
+    EXPLAIN = "EXPLAIN"
+    CHIP_FOLDER = "CHIP_FOLDER"
+    OUTPUT = "OUTPUT"
+    FOOTPRINTS = "FOOTPRINTS"
+    COUNT = "COUNT"
+
+    def name(self) -> str:
+        """Return the algorithm id within the provider."""
+        return "localize"
+
+    def displayName(self) -> str:
+        """Return the name shown in the toolbox."""
+        return "Localize photos"
+
+    def shortHelpString(self) -> str:
+        """Return the help shown beside the dialog."""
+        return (
+            "Finds where each query photo was taken by matching it against the reference rasters "
+            "(indexed on the fly and cached) or an index folder built with Build GLEAM index. Writes the "
+            "top-K candidate positions per photo as points (score, rank, chip, source raster, model; "
+            "match probability, heading and explanation when the library provides them) and optionally "
+            "the matched chips' footprints. Limit the search with an extent or polygons (those need an "
+            "index folder). Runs in the GLEAM worker Python (Plugins > GLEAM > GLEAM settings)."
+        )
+
+    def icon(self) -> QIcon:
+        """Return the algorithm icon."""
+        return gleam_icon()
+
+    def createInstance(self) -> LocalizeAlgorithm:
+        """Return a new instance (Processing runs each in its own)."""
+        return LocalizeAlgorithm()
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare the parameters and outputs."""
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(self.IMAGES, "Query photos", QgsProcessing.TypeFile)
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.RASTERS, "Reference rasters", QgsProcessing.TypeRaster, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INDEX,
+                "Index folder (instead of rasters)",
+                QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, "Search only in this extent", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.POLYGONS,
+                "Search only in these polygons",
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(self.MODALITY, "Modality", list(MODALITIES), defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K, "Candidates per photo", QgsProcessingParameterNumber.Integer, 10, minValue=1
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.REFINE, "Refine (when the library offers it)", True)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.EXPLAIN, "Explain (when the library offers it)", False)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHIP_FOLDER,
+                "Folder for matched-chip images",
+                QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "GLEAM localizations", QgsProcessing.TypeVectorPoint
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.FOOTPRINTS,
+                "GLEAM footprints",
+                QgsProcessing.TypeVectorPolygon,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Candidates written"))
+
+    def _region(self, parameters: dict[str, Any], context: QgsProcessingContext) -> Region | None:
+        source = self.parameterAsSource(parameters, self.POLYGONS, context)
+        if source is not None:
+            geometries = [feature.geometry() for feature in source.getFeatures() if feature.hasGeometry()]
+            if not geometries:
+                raise QgsProcessingException("the region polygons layer has no polygons")
+            crs = source.sourceCrs()
+            return Region(QgsGeometry.unaryUnion(geometries).asWkt(), crs.authid() or crs.toWkt())
+        if parameters.get(self.EXTENT) in (None, ""):
+            return None
+        extent = self.parameterAsExtent(parameters, self.EXTENT, context)
+        if extent.isNull():
+            return None
+        crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+        return Region(QgsGeometry.fromRect(extent).asWkt(), crs.authid() or crs.toWkt())
+
+    def processAlgorithm(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        """Localize the photos in the worker and write the candidates."""
+        rasters = tuple(
+            layer_file(layer) for layer in self.parameterAsLayerList(parameters, self.RASTERS, context)
+        )
+        try:
+            request = LocalizeParameters(
+                images=tuple(self.parameterAsFileList(parameters, self.IMAGES, context)),
+                rasters=rasters,
+                index_dir=self.parameterAsFile(parameters, self.INDEX, context) or "",
+                region=self._region(parameters, context),
+                modality=MODALITIES[self.parameterAsEnum(parameters, self.MODALITY, context)],
+                top_k=self.parameterAsInt(parameters, self.TOP_K, context),
+                refine=self.parameterAsBoolean(parameters, self.REFINE, context),
+                explain=self.parameterAsBoolean(parameters, self.EXPLAIN, context),
+            )
+        except ParameterError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        chip_folder = self.parameterAsFile(parameters, self.CHIP_FOLDER, context) or None
+        result = run_worker("localize", request.to_params(chip_dir=chip_folder), feedback)
+        if result is CANCELLED:
+            return {}
+        for failure in result.get("failed") or []:
+            feedback.reportError(f"{failure.get('image')}: {failure.get('message')}", fatalError=False)
+        for note in result.get("notes") or []:
+            feedback.pushWarning(note)
+        points, footprints = features_from_result(result)
+        sink, output_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, result_fields(), QgsWkbTypes.Point, results_crs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        sink.addFeatures(points, QgsFeatureSink.FastInsert)
+        style_on_load(context, output_id, "GLEAM localizations")
+        outputs: dict[str, Any] = {self.OUTPUT: output_id, self.COUNT: len(points)}
+        footprint_sink, footprint_id = self.parameterAsSink(
+            parameters, self.FOOTPRINTS, context, result_fields(), QgsWkbTypes.Polygon, results_crs()
+        )
+        if footprint_sink is not None:
+            footprint_sink.addFeatures(footprints, QgsFeatureSink.FastInsert)
+            style_on_load(context, footprint_id, "GLEAM footprints", footprints=True)
+            outputs[self.FOOTPRINTS] = footprint_id
+        feedback.pushInfo(f"GLEAM: {len(points)} candidates for {len(request.images)} photo(s)")
+        return outputs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "RESULT_COLUMNS", "CORE_COLUMNS", "column_names"]
+__all__ = ["Column", "RESULT_COLUMNS", "CORE_COLUMNS", "REFINE_COLUMNS", "column_names"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,18 @@ CORE_COLUMNS: tuple[Column, ...] = (
 )
 """Columns every ``localize()`` result has, besides the ``geometry`` point and ``footprint``."""
 
-RESULT_COLUMNS: tuple[Column, ...] = CORE_COLUMNS
+REFINE_COLUMNS: tuple[Column, ...] = (
+    Column("match_prob", "float", "calibrated probability (0-1) that the refined position is right"),
+    Column("heading_deg", "float", "direction of the image's up, degrees clockwise from grid north"),
+    Column("error_radius_m", "float", "radius around the point that holds the true position ~9 in 10"),
+    Column("gsd_m", "float", "estimated ground size of one query pixel at its centre, metres"),
+    Column("inliers", "int", "geometrically verified feature matches (0 when not verified)"),
+)
+"""Refinement columns; NaN (``inliers`` 0) for candidates that were not refined or not verified.
+Refined candidates carry the projected query centre as ``geometry`` and its outline as
+``footprint``; the others keep the chip centre and the chip polygon."""
+
+RESULT_COLUMNS: tuple[Column, ...] = CORE_COLUMNS + REFINE_COLUMNS
 """All results columns, in the order they are written."""
 
 

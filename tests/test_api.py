@@ -75,7 +75,7 @@ def test_query_cut_from_a_raster_is_found_at_the_right_place(index, encoder, sha
 
 def test_results_schema_sorting_and_crs(index, shared_data):
     pixels, _, _ = crop(shared_data / RASTERS[0], 38.4, np.random.default_rng(1))
-    results = gleam_geo.localize(pixels, index, top_k=5, modality="uav")
+    results = gleam_geo.localize(pixels, index, top_k=5, modality="uav", refine=False)
     assert list(results.columns) == [
         "rank",
         "score",
@@ -92,6 +92,19 @@ def test_results_schema_sorting_and_crs(index, shared_data):
     assert results.crs.to_epsg() == 4326 and results["footprint"].crs.to_epsg() == 4326
     assert (results["modality"] == "uav").all() and (results["model"] == "geoembed-v3").all()
     assert all(fp.contains(pt) for fp, pt in zip(results["footprint"], results.geometry, strict=True))
+
+
+def test_refined_results_carry_the_refinement_columns(index, shared_data):
+    placed = 0
+    for seed in (8, 9, 10):
+        pixels, lon, lat = crop(shared_data / RASTERS[1], 38.4, np.random.default_rng(seed))
+        results = gleam_geo.localize(pixels, index, top_k=5)
+        assert {"match_prob", "heading_deg", "error_radius_m", "gsd_m", "inliers"} <= set(results.columns)
+        assert results["match_prob"].between(0, 1).all()
+        best = results.iloc[0]
+        # refinement places the query itself, not the chip centre: within a few metres
+        placed += best.inliers > 0 and GEOD.inv(lon, lat, best.geometry.x, best.geometry.y)[2] < 5
+    assert placed >= 2  # accuracy itself is measured by the harness (docs/ACCURACY.md)
 
 
 def test_region_geodataframe_filters_and_sets_output_crs(index, shared_data):

@@ -31,7 +31,7 @@ from .schema import CORE_COLUMNS, REFINE_COLUMNS, column_names
 if TYPE_CHECKING:
     from .refine import Refinement, Refiner
 
-__all__ = ["build_index", "add_to_index", "default_cache_dir", "localize", "resolve_modality"]
+__all__ = ["add_to_index", "build_index", "cached_index", "default_cache_dir", "localize", "resolve_modality"]
 
 PathLike = str | os.PathLike
 RasterPaths = PathLike | Sequence[PathLike]
@@ -161,13 +161,13 @@ def _as_list(value: Any) -> list:
     return list(value)
 
 
-def _encoder_for_index(index: GeoIndex, encoder: Encoder | str | None) -> Encoder:
+def _encoder_for_index(index: GeoIndex, encoder: Encoder | str | None, device: str | None = None) -> Encoder:
     """The encoder to use with ``index``: the given one, else the one named in its manifest."""
     if encoder is not None:
-        return _resolve_encoder(encoder)
+        return _resolve_encoder(encoder, device)
     model_id = index.manifest["model"]["id"]
     try:
-        return get_encoder(model_id)
+        return get_encoder(model_id, device=device)
     except UnknownEncoderError:
         raise ModelMismatchError(
             f"index {index.path} was built with model {model_id!r}, which is not a registered encoder; "
@@ -175,14 +175,22 @@ def _encoder_for_index(index: GeoIndex, encoder: Encoder | str | None) -> Encode
         ) from None
 
 
-def _cached_index(
-    rasters: Sequence[PathLike],
-    encoder: Encoder,
-    tiling: TilingConfig | dict | None,
-    cache_dir: Path,
-    progress: ProgressCallback | None,
+def cached_index(
+    rasters: RasterPaths,
+    encoder: Encoder | str | None = None,
+    *,
+    tiling: TilingConfig | dict | None = None,
+    cache_dir: PathLike | None = None,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> GeoIndex:
-    """Open (or build once) the index of ``rasters``, keyed by their content, the model and tiling."""
+    """Open (or build once) the index of ``rasters``, keyed by their content, the model and tiling.
+
+    Indexes live under ``cache_dir`` (default :func:`default_cache_dir`) in ``indexes/<key>``.
+    """
+    encoder = _resolve_encoder(encoder, device)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    rasters = _as_list(rasters)
     catalog = RasterCatalog.from_paths(list(rasters))
     config = _default_tiling(encoder, tiling)
     key = json.dumps(
@@ -291,13 +299,12 @@ def localize(
         index, region = region, None
     if index is not None:
         geo_index = index if isinstance(index, GeoIndex) else GeoIndex.open(index)
-        enc = _encoder_for_index(geo_index, encoder) if encoder is None else _resolve_encoder(encoder, device)
+        enc = _encoder_for_index(geo_index, encoder, device)
         if region is not None:
             search_region = to_wgs84_geometry(region, crs=crs)
     elif region is not None and _is_raster_region(region):
         enc = _resolve_encoder(encoder, device)
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        geo_index = _cached_index(_as_list(region), enc, tiling, cache, progress)
+        geo_index = cached_index(region, enc, tiling=tiling, cache_dir=cache_dir, progress=progress)
     else:
         raise GleamGeoError(
             "localize() needs somewhere to search: pass raster paths or an index as region, "

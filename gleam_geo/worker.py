@@ -568,10 +568,11 @@ def _search_index(params: dict[str, Any], progress: ProgressFn) -> tuple[Any, An
 
     if params.get("index"):
         return GeoIndex.open(params["index"]), params.get("encoder")
-    from .api import _cached_index, _resolve_encoder, default_cache_dir
+    from .api import cached_index
+    from .models import get_encoder
 
-    encoder = _resolve_encoder(params.get("encoder"), params.get("device"))
-    geo_index = _cached_index(_paths(params, "rasters"), encoder, None, default_cache_dir(), progress)
+    encoder = get_encoder(params.get("encoder"), device=params.get("device"))
+    geo_index = cached_index(_paths(params, "rasters"), encoder, progress=progress)
     return geo_index, encoder
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .models.base import Encoder
-from .progress import ProgressCallback
+from .progress import Progress, ProgressCallback
 from .raster import RasterCatalog, TilingConfig, iter_chip_batches
 from .records import Chip
 
@@ -31,6 +31,8 @@ def embed_chips(
     """Yield ``(chips, embeddings)`` batches for every valid chip of ``catalog``.
 
     Chips are embedded as the ``satellite`` view. Embeddings are L2-normalised float32.
+    Progress is reported for two stages: "chipping" (chips read, ahead of the encoder)
+    and "embedding" (chips embedded); a cancel is seen at the next report of either.
     """
 
     def preprocess(pixels: np.ndarray) -> np.ndarray:
@@ -39,8 +41,11 @@ def embed_chips(
     batches = iter_chip_batches(
         catalog, tiling, preprocess, batch_size=batch_size, num_workers=num_workers, progress=progress
     )
+    embedded = Progress(progress, "embedding", None)
     try:
         for batch in batches:
-            yield batch.chips, encoder.embed_batch(batch.pixels)
+            vectors = encoder.embed_batch(batch.pixels)
+            embedded.advance(len(batch.chips))  # also where a cancel between batches is seen
+            yield batch.chips, vectors
     finally:
         batches.close()

@@ -135,6 +135,7 @@ def run_demo(
                 "predicted lon, lat": f"{best.geometry.x:.6f}, {best.geometry.y:.6f}",
                 "error_m": round(error_m, 1),
                 "score": round(float(best.score), 3),
+                "match_prob": round(float(best.match_prob), 2),
                 "right raster": Path(best.source).name == query.raster,
             }
         )

@@ -42,7 +42,7 @@ class SampleDataNotFoundError(GleamGeoError, FileNotFoundError):
     """The sample imagery folder is not where the demo looks."""
 
 
-def find_sample_data(data_dir: Path | None = None) -> Path:
+def find_sample_data(data_dir: Path | None = None, rasters: tuple[str, ...] = DEMO_RASTERS) -> Path:
     """The sample data folder: ``data_dir``, ``$GLEAM_GEO_DATA``, or ``shared/data`` beside the repo."""
     candidates = [data_dir] if data_dir else []
     if os.environ.get("GLEAM_GEO_DATA"):
@@ -52,7 +52,7 @@ def find_sample_data(data_dir: Path | None = None) -> Path:
         Path(__file__).resolve().parents[2] / "shared" / "data",
     ]
     for candidate in candidates:
-        if candidate and all((candidate / name).is_file() for name in DEMO_RASTERS):
+        if candidate and all((candidate / name).is_file() for name in rasters):
             return candidate
     raise SampleDataNotFoundError(
         f"sample rasters not found (looked in {', '.join(str(c) for c in candidates)}); "
@@ -101,25 +101,27 @@ def run_demo(
     device: str | None = None,
     progress: ProgressCallback | None = None,
     seed: int = 0,
+    rasters: tuple[str, ...] = DEMO_RASTERS,
 ) -> str:
-    """Run the demo and return a printable report (a table of true vs predicted positions)."""
+    """Run the demo and return a printable report (a table of true vs predicted positions).
+
+    ``rasters`` are paths relative to the sample data folder.
+    """
     from .api import build_index, localize
     from .io import write_results
     from .models import get_encoder
 
-    data = find_sample_data(data_dir)
+    data = find_sample_data(data_dir, rasters)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = get_encoder(device=device)
-    rasters = [data / name for name in DEMO_RASTERS]
-    index = build_index(rasters, out_dir / "index", encoder=encoder, overwrite=True, progress=progress)
+    paths = [data / name for name in rasters]
+    index = build_index(paths, out_dir / "index", encoder=encoder, overwrite=True, progress=progress)
 
     query_dir = out_dir / "queries"
     query_dir.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
     ground_m = encoder.card.gsd_m * encoder.card.chip_size_px
-    queries = [
-        q for raster in rasters for q in _cut_queries(raster, ground_m, QUERIES_PER_RASTER, query_dir, rng)
-    ]
+    queries = [q for path in paths for q in _cut_queries(path, ground_m, QUERIES_PER_RASTER, query_dir, rng)]
 
     frames, rows = [], []
     for query in queries:
@@ -145,7 +147,7 @@ def run_demo(
     table = pd.DataFrame(rows)
     within = int((table["error_m"] <= ground_m / 2).sum())
     return (
-        f"indexed {len(index)} chips from {len(rasters)} rasters with {encoder.model_id}\n\n"
+        f"indexed {len(index)} chips from {len(paths)} rasters with {encoder.model_id}\n\n"
         f"{table.to_string(index=False)}\n\n"
         f"{within}/{len(table)} queries found within {ground_m / 2:.0f} m (half a chip); "
         f"median error {table['error_m'].median():.1f} m\n"

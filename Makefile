@@ -18,6 +18,7 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: setup
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,bench]"
 	$(PY) benchmarks/run_all.py
 
 plugin:

@@ -20,6 +20,7 @@ from .checkpoint import (
 from .device import autocast, default_batch_size, select_device
 from .geoembed import GeoEmbedNet, geoembed_card, load_geoembed
 from .gleam_c import GleamCNet, default_gleam_c_card
+from .loss import InfoNCELoss, gather_features
 from .registry import DEFAULT_ENCODER, clear_encoder_cache, get_encoder, list_encoders, register_encoder
 from .torch_encoder import TorchEncoder
 
@@ -28,6 +29,7 @@ __all__ = [
     "Encoder",
     "GeoEmbedNet",
     "GleamCNet",
+    "InfoNCELoss",
     "ModelCard",
     "TorchEncoder",
     "autocast",
@@ -35,6 +37,7 @@ __all__ = [
     "clear_encoder_cache",
     "default_batch_size",
     "default_gleam_c_card",
+    "gather_features",
     "geoembed_card",
     "get_encoder",
     "import_sample4geo",

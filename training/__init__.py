@@ -1,0 +1,1 @@
+"""Training code for gleam_geo models; it uses only the library's public API."""

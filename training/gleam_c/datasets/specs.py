@@ -1,0 +1,82 @@
+"""Build datasets and test sets from the source mappings of a training config.
+
+A source is ``{type: <adapter>, ratio: <sampling weight>, ...}``; the other keys are the
+adapter's arguments (``root``, ``split``...). Synthetic sources take ``rasters``,
+``gsd_m``, ``chip_size_px``, ``overlap`` and the :class:`ViewJitter` fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gleam_geo.models import ModelCard
+from gleam_geo.raster import TilingConfig
+
+from .base import PairDataset, PairRecord, RetrievalSet
+from .cvact import cvact_pairs, cvact_retrieval
+from .cvusa import cvusa_pairs, cvusa_retrieval
+from .manifest import manifest_pairs, manifest_retrieval
+from .sues200 import sues200_pairs, sues200_retrieval
+from .synthetic import SyntheticPairs, ViewJitter
+from .university1652 import university1652_pairs, university1652_retrieval
+from .vigor import vigor_pairs, vigor_retrieval
+
+__all__ = ["SOURCE_TYPES", "build_pairs", "build_retrieval"]
+
+_PAIRS: dict[str, Callable[..., list[PairRecord]]] = {
+    "university1652": university1652_pairs,
+    "sues200": sues200_pairs,
+    "vigor": vigor_pairs,
+    "cvusa": cvusa_pairs,
+    "cvact": cvact_pairs,
+    "manifest": manifest_pairs,
+}
+_RETRIEVAL: dict[str, Callable[..., RetrievalSet]] = {
+    "university1652": university1652_retrieval,
+    "sues200": sues200_retrieval,
+    "vigor": vigor_retrieval,
+    "cvusa": cvusa_retrieval,
+    "cvact": cvact_retrieval,
+    "manifest": manifest_retrieval,
+}
+SOURCE_TYPES = (*_PAIRS, "synthetic")
+_JITTER_KEYS = {"max_rotation_deg", "scale_range", "max_tilt", "photometric"}
+_CONTROL_KEYS = {"type", "ratio"}
+
+
+def _arguments(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    kind = spec["type"]
+    if kind not in SOURCE_TYPES:
+        raise ValueError(f"unknown source type {kind!r}; expected one of {SOURCE_TYPES}")
+    return kind, {k: v for k, v in spec.items() if k not in _CONTROL_KEYS}
+
+
+def _synthetic(arguments: dict[str, Any], card: ModelCard) -> SyntheticPairs:
+    jitter = {k: arguments.pop(k) for k in list(arguments) if k in _JITTER_KEYS}
+    if "scale_range" in jitter:
+        jitter["scale_range"] = tuple(jitter["scale_range"])
+    tiling = TilingConfig(
+        gsd_m=arguments.pop("gsd_m"),
+        chip_size_px=arguments.pop("chip_size_px", card.chip_size_px),
+        overlap=arguments.pop("overlap", 0.0),
+    )
+    return SyntheticPairs(
+        arguments.pop("rasters"), card, tiling=tiling, jitter=ViewJitter(**jitter), **arguments
+    )
+
+
+def build_pairs(spec: dict[str, Any], card: ModelCard) -> PairDataset:
+    """The training pairs of a source mapping, preprocessed for ``card``."""
+    kind, arguments = _arguments(spec)
+    if kind == "synthetic":
+        return _synthetic(arguments, card)
+    return PairDataset(_PAIRS[kind](**arguments), card)
+
+
+def build_retrieval(spec: dict[str, Any], card: ModelCard) -> RetrievalSet:
+    """The test set of a source mapping (its adapter's test protocol)."""
+    kind, arguments = _arguments(spec)
+    if kind == "synthetic":
+        return _synthetic(arguments, card).retrieval()
+    return _RETRIEVAL[kind](**arguments)

@@ -13,6 +13,7 @@ __all__ = [
     "CorruptImageError",
     "DeviceError",
     "EmptyIndexError",
+    "ExplainerError",
     "GleamGeoError",
     "IndexFormatError",
     "ModelMismatchError",
@@ -82,3 +83,7 @@ class DeviceError(GleamGeoError, RuntimeError):
 
 class CancelledError(GleamGeoError):
     """Long-running work stopped because the caller cancelled it."""
+
+
+class ExplainerError(GleamGeoError, RuntimeError):
+    """An explainer backend that could not give an explanation (auth, model, reply, network)."""

@@ -100,6 +100,7 @@ def test_vigor_same_and_cross_area_splits_with_semi_positives(tmp_path):
     assert len(ny.semi_positives) == 3 and ny.semi_positives[0].endswith("satellite_40.8_-74.1.png")
     test = vigor_retrieval(tmp_path, "cross_area")
     assert len(test.gallery) == 3
+    assert len(vigor_retrieval(tmp_path, "cross_area", split="train").gallery) == 3  # NewYork, Seattle
     with pytest.raises(ValueError, match="mode"):
         vigor_pairs(tmp_path, "other_area")
 
@@ -114,6 +115,9 @@ def test_cvusa_split_csv(tmp_path):
     assert pair.reference == str(tmp_path / "bingmap/19/0000001.jpg")
     assert (pair.group, pair.view) == ("0000001", "panorama")
     assert cvusa_retrieval(tmp_path).gallery_groups == ["0000044"]
+    assert cvusa_retrieval(tmp_path, "train").gallery_groups == ["0000001"]
+    with pytest.raises(ValueError, match="split"):
+        cvusa_pairs(tmp_path, "test")
 
 
 def test_cvact_split_csv_with_coordinates(tmp_path):

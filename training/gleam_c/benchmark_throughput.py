@@ -30,9 +30,32 @@ from gleam_geo.models import GleamCNet, InfoNCELoss
 from .distributed import cleanup_distributed, init_distributed
 from .train import PairModel
 
-__all__ = ["main", "measure"]
+__all__ = ["DataParallelPairModel", "main", "measure"]
 
 logger = logging.getLogger(__name__)
+
+
+class DataParallelPairModel(nn.Module):
+    """:class:`PairModel` run through ``nn.DataParallel``, with the logit scale left unreplicated.
+
+    ``nn.DataParallel`` would gather the 0-d logit scale of each replica into a vector (one
+    per GPU), so only the shared network is wrapped and the scale is returned as is.
+    """
+
+    def __init__(self, network: GleamCNet) -> None:
+        """Replicate ``network`` over the visible GPUs (runs it directly without any)."""
+        super().__init__()
+        self.network = network
+        self.parallel = nn.DataParallel(network)
+
+    def forward(
+        self, queries: torch.Tensor, references: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return query features, reference features and the logit scale."""
+        query_features, reference_features = self.parallel(torch.cat([queries, references])).split(
+            len(queries)
+        )
+        return query_features, reference_features, self.network.logit_scale
 
 
 def measure(
@@ -98,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> float:
             loss_fn = InfoNCELoss(0.1, rank=env.rank, world_size=env.world_size)
             pairs, processes = args.batch_size, env.world_size
         else:
-            model = nn.DataParallel(PairModel(network)) if gpus > 1 else PairModel(network)
+            model = DataParallelPairModel(network)
             loss_fn = InfoNCELoss(0.1)
             pairs, processes = args.batch_size * gpus, 1
         optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
@@ -122,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> float:
                 "pairs_per_gpu": args.batch_size,
                 "gpus": env.world_size if args.mode == "ddp" else gpus,
                 "bf16": bf16,
+                "grad_checkpointing": args.grad_checkpointing,
                 "pairs_per_s": rate,
                 "device": torch.cuda.get_device_name() if bf16 else "cpu",
             }

@@ -49,6 +49,8 @@ class TrainConfig:
         num_workers: data-loader worker processes per process.
         output_dir: where checkpoints, logs and metrics go.
         resume: a training-state file to resume from, or ``"auto"`` for the output's latest.
+        save_every_steps: also save the training state every this many optimizer steps, so a
+            run resumes inside an epoch (0: only after each epoch).
         log: ``csv`` or ``tensorboard`` (falls back to CSV when not installed).
         seed: seeds batch plans and synthetic views.
         device: ``auto``, ``cuda`` or ``cpu``.
@@ -80,6 +82,7 @@ class TrainConfig:
     num_workers: int = 4
     output_dir: str = "runs/gleam-c"
     resume: str | None = None
+    save_every_steps: int = 0
     log: str = "csv"
     seed: int = 0
     device: str = "auto"
@@ -95,6 +98,8 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_every_steps < 0:
+            raise ValueError(f"save_every_steps must be 0 or more, got {self.save_every_steps}")
         if not self.sources:
             raise ValueError("a training config needs at least one entry in 'sources'")
         for source in [*self.sources, *([self.eval_source] if self.eval_source else [])]:

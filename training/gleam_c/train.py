@@ -14,7 +14,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,8 @@ def epoch_plan(
 
     Similarity sampling needs ``embed(source) -> (N, D)`` embeddings; it is used from the
     second epoch on (from the first when training starts from a checkpoint). Otherwise GPS
-    sampling is used where every pair has coordinates, else random batches.
+    sampling is used where every pair has coordinates, else random batches. The plan is cut
+    to a multiple of ``accum_steps``, so no accumulated gradient spills into the next epoch.
     """
     rng = np.random.default_rng([config.seed, epoch])
     plans, offset = [], 0
@@ -151,7 +152,8 @@ def epoch_plan(
             plan = random_batches(groups, global_batch, rng)
         plans.append([[index + offset for index in batch] for batch in plan])
         offset += len(source)
-    return interleave_batches(plans, ratios, rng)
+    mixed = interleave_batches(plans, ratios, rng)
+    return mixed[: len(mixed) - len(mixed) % config.accum_steps]
 
 
 class _Logger:
@@ -238,14 +240,19 @@ def train(config: TrainConfig) -> Path:
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
         scheduler = cosine_with_warmup(optimizer, min(config.warmup_steps, total_steps // 2), total_steps)
-        start_epoch, step = 0, 0
+        start_epoch, step, resumed_plan, skip = 0, 0, None, 0
         state_path = _resume_path(config)
         if state_path is not None:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+            step = int(state["step"])
+            if "plan" in state:  # saved mid-epoch: finish that epoch's plan
+                start_epoch, resumed_plan = int(state["epoch"]), state["plan"].tolist()
+                skip = int(state["batches_done"])
+            else:
+                start_epoch = int(state["epoch"]) + 1
             logger.info("resumed from %s at epoch %d, step %d", state_path, start_epoch, step)
         if env.is_master:
             out.mkdir(parents=True, exist_ok=True)
@@ -261,12 +268,35 @@ def train(config: TrainConfig) -> Path:
                 break
             for source in sources:
                 source.set_epoch(epoch)
-            plan = epoch_plan(sources, ratios, config, epoch, global_batch, embed)
-            sampler = DistributedBatchSampler(plan, rank=env.rank, world_size=env.world_size)
+            if resumed_plan is None:
+                plan, skip = epoch_plan(sources, ratios, config, epoch, global_batch, embed), 0
+            else:
+                plan, resumed_plan = resumed_plan, None
+
+            def save_position(step: int, done: int, epoch: int = epoch, plan: list[list[int]] = plan) -> None:
+                _save_state(network, optimizer, scheduler, out, epoch, step, (plan, done))
+
+            sampler = DistributedBatchSampler(plan[skip:], rank=env.rank, world_size=env.world_size)
             loader = DataLoader(joint, batch_sampler=sampler, num_workers=config.num_workers)
-            step = _train_epoch(model, loader, loss_fn, optimizer, scheduler, config, env, epoch, step, log)
-            if env.is_master:
-                _save(network, card, optimizer, scheduler, out, epoch, step)
+            step, done = _train_epoch(
+                model,
+                loader,
+                loss_fn,
+                optimizer,
+                scheduler,
+                config,
+                env,
+                epoch,
+                step,
+                log,
+                save=save_position if env.is_master else None,
+                skip=skip,
+            )
+            if env.is_master and done < len(plan):  # stopped by max_steps
+                save_position(step, done)
+            elif env.is_master:
+                save_checkpoint(network, card, out / "checkpoints" / f"epoch{epoch:03d}")
+                _save_state(network, optimizer, scheduler, out, epoch, step)
                 if eval_set is not None:
                     metrics = evaluate(
                         TorchEncoder(network, card, device=env.device, checksum="training"), eval_set
@@ -300,13 +330,37 @@ def _train_epoch(
     epoch: int,
     step: int,
     log: _Logger | None,
-) -> int:
-    """Train over one epoch's loader; return the optimizer step count after it."""
+    *,
+    save: Callable[[int, int], None] | None = None,
+    skip: int = 0,
+) -> tuple[int, int]:
+    """Train over one epoch's loader.
+
+    Args:
+        model: the (possibly DDP-wrapped) :class:`PairModel`.
+        loader: this process's batches of the epoch's plan, from batch ``skip`` on.
+        loss_fn: the contrastive loss.
+        optimizer: the optimizer.
+        scheduler: the per-step learning-rate schedule.
+        config: the run's config.
+        env: this process's place in the job.
+        epoch: the epoch, for the log.
+        step: optimizer steps done before this epoch.
+        log: the step logger (master only).
+        save: ``save(step, batches_done)`` writes a mid-epoch training state; called every
+            ``config.save_every_steps`` optimizer steps when given.
+        skip: batches of the plan done before ``loader`` (a mid-epoch resume).
+
+    Returns:
+        The optimizer step count after the epoch and the plan's batches done by then.
+
+    """
     model.train()
-    started, pairs, total = time.perf_counter(), 0, 0.0
+    started, pairs, total, done = time.perf_counter(), 0, 0.0, skip
     for micro, (queries, references, _) in enumerate(loader, start=1):
         if config.max_steps is not None and step >= config.max_steps:
             break
+        done += 1
         sync = micro % config.accum_steps == 0
         no_sync = isinstance(model, DistributedDataParallel) and not sync
         with model.no_sync() if no_sync else contextlib.nullcontext():
@@ -337,27 +391,36 @@ def _train_epoch(
                 }
             )
         total = 0.0
-    return step
+        if save is not None and config.save_every_steps and step % config.save_every_steps == 0:
+            save(step, done)
+    return step, done
 
 
-def _save(
+def _save_state(
     network: GleamCNet,
-    card: ModelCard,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     out: Path,
     epoch: int,
     step: int,
+    position: tuple[list[list[int]], int] | None = None,
 ) -> None:
-    """Write the epoch's checkpoint and the resumable training state."""
-    save_checkpoint(network, card, out / "checkpoints" / f"epoch{epoch:03d}")
-    state = {
+    """Write the resumable training state, after ``epoch`` or, with ``position``, inside it.
+
+    ``position`` is the epoch's plan and how many of its batches are done; the plan is
+    saved because a similarity plan cannot be rebuilt from mid-epoch weights.
+    """
+    state: dict[str, Any] = {
         "model": network.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
         "step": step,
     }
+    if position is not None:
+        plan, done = position
+        state["plan"] = torch.tensor(plan, dtype=torch.int64)
+        state["batches_done"] = done
     torch.save(state, out / f"{STATE_FILE}.tmp")
     (out / f"{STATE_FILE}.tmp").replace(out / STATE_FILE)
 

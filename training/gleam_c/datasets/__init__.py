@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .augment import PairAugment, augment_pair
 from .base import (
     REFERENCE_VIEW,
     PairDataset,
@@ -21,12 +22,14 @@ from .vigor import vigor_pairs, vigor_retrieval
 
 __all__ = [
     "REFERENCE_VIEW",
+    "PairAugment",
     "PairDataset",
     "PairRecord",
     "ReferenceImages",
     "RetrievalSet",
     "SyntheticPairs",
     "ViewJitter",
+    "augment_pair",
     "cvact_pairs",
     "cvact_retrieval",
     "cvusa_pairs",

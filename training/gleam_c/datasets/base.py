@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 from gleam_geo.io.images import load_image
 from gleam_geo.models import ModelCard, TorchEncoder
 
+from .augment import PairAugment, augment_pair
+
 __all__ = [
     "REFERENCE_VIEW",
     "PairDataset",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 REFERENCE_VIEW = "satellite"
+_AUGMENT_STREAM = 1  # keeps augmentation draws apart from a subclass's own per-pair draws
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,31 @@ class PairDataset(Dataset):
     :meth:`reference_image`.
     """
 
-    def __init__(self, records: Sequence[PairRecord], card: ModelCard) -> None:
-        """Hold ``records`` and preprocess their images for ``card``."""
+    def __init__(
+        self,
+        records: Sequence[PairRecord],
+        card: ModelCard,
+        *,
+        augment: PairAugment | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Hold ``records`` and preprocess their images for ``card``.
+
+        Args:
+            records: the pairs.
+            card: the encoder card whose preprocessing the tensors get.
+            augment: paired augmentation of the training images (``None``: none).
+            seed: seeds the augmentation with the epoch and pair index, so a resumed run sees
+                the same images.
+
+        """
         if not records:
             raise ValueError("a pair dataset needs at least one pair; check the dataset root and split")
         self.records = list(records)
         self.card = card
         self.encoder = preprocessor(card)
+        self.augment = augment
+        self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -98,8 +119,12 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         record = self.records[index]
-        query = self.encoder.preprocess(self.query_image(index), record.view)
-        reference = self.encoder.preprocess(self.reference_image(index), REFERENCE_VIEW)
+        query, reference = self.query_image(index), self.reference_image(index)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch + 1, index, _AUGMENT_STREAM])
+            query, reference = augment_pair(query, reference, record.view, self.augment, rng)
+        query = self.encoder.preprocess(query, record.view)
+        reference = self.encoder.preprocess(reference, REFERENCE_VIEW)
         return torch.from_numpy(query), torch.from_numpy(reference), index
 
     def groups(self) -> np.ndarray:

@@ -22,8 +22,11 @@ def cvusa_pairs(root: str | os.PathLike[str], split: str = "train") -> list[Pair
 
     Raises:
         FileNotFoundError: the split CSV is missing.
+        ValueError: an unknown split.
 
     """
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"CVUSA split must be one of {sorted(_SPLIT_FILES)}, got {split!r}")
     root = Path(root)
     split_file = root / "splits" / _SPLIT_FILES[split]
     if not split_file.is_file():
@@ -36,6 +39,6 @@ def cvusa_pairs(root: str | os.PathLike[str], split: str = "train") -> list[Pair
     ]
 
 
-def cvusa_retrieval(root: str | os.PathLike[str]) -> RetrievalSet:
-    """The validation panoramas against the validation satellite images (one positive each)."""
-    return RetrievalSet.from_pairs(cvusa_pairs(root, "val"))
+def cvusa_retrieval(root: str | os.PathLike[str], split: str = "val") -> RetrievalSet:
+    """A split's panoramas (the validation split by default) against its satellite images."""
+    return RetrievalSet.from_pairs(cvusa_pairs(root, split))

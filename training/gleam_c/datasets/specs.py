@@ -1,8 +1,11 @@
 """Build datasets and test sets from the source mappings of a training config.
 
 A source is ``{type: <adapter>, ratio: <sampling weight>, ...}``; the other keys are the
-adapter's arguments (``root``, ``split``...). Synthetic sources take ``rasters``,
-``gsd_m``, ``chip_size_px``, ``overlap`` and the :class:`ViewJitter` fields.
+adapter's arguments (``root``, ``split``...). Training pairs of image-file sources are
+augmented (``augment: true``, the default; ``false``; or a mapping of
+:class:`PairAugment` fields), seeded by ``seed``. Synthetic sources take ``rasters``,
+``gsd_m``, ``chip_size_px``, ``overlap``, ``seed`` and the :class:`ViewJitter` fields;
+their views are already jittered, so ``augment`` defaults to ``false`` there.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from gleam_geo.models import ModelCard
 from gleam_geo.raster import TilingConfig
 
+from .augment import PairAugment
 from .base import PairDataset, PairRecord, RetrievalSet
 from .cvact import cvact_pairs, cvact_retrieval
 from .cvusa import cvusa_pairs, cvusa_retrieval
@@ -42,7 +46,7 @@ _RETRIEVAL: dict[str, Callable[..., RetrievalSet]] = {
 }
 SOURCE_TYPES = (*_PAIRS, "synthetic")
 _JITTER_KEYS = {"max_rotation_deg", "scale_range", "max_tilt", "photometric"}
-_CONTROL_KEYS = {"type", "ratio"}
+_CONTROL_KEYS = {"type", "ratio", "augment"}
 
 
 def _arguments(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -66,12 +70,24 @@ def _synthetic(arguments: dict[str, Any], card: ModelCard) -> SyntheticPairs:
     )
 
 
+def _augment(value: bool | dict[str, Any] | None) -> PairAugment | None:
+    """The augmentation a source's ``augment`` value asks for."""
+    if isinstance(value, dict):
+        return PairAugment(**value)
+    return PairAugment() if value else None
+
+
 def build_pairs(spec: dict[str, Any], card: ModelCard) -> PairDataset:
-    """The training pairs of a source mapping, preprocessed for ``card``."""
+    """The training pairs of a source mapping, preprocessed and augmented for ``card``."""
     kind, arguments = _arguments(spec)
     if kind == "synthetic":
-        return _synthetic(arguments, card)
-    return PairDataset(_PAIRS[kind](**arguments), card)
+        dataset = _synthetic(arguments, card)
+        dataset.augment = _augment(spec.get("augment", False))
+        return dataset
+    seed = arguments.pop("seed", 0)
+    return PairDataset(
+        _PAIRS[kind](**arguments), card, augment=_augment(spec.get("augment", True)), seed=seed
+    )
 
 
 def build_retrieval(spec: dict[str, Any], card: ModelCard) -> RetrievalSet:

@@ -22,6 +22,7 @@ from gleam_geo.models import ModelCard
 from gleam_geo.raster import RasterCatalog, TilingConfig, chip_grid, read_chip
 from gleam_geo.records import Chip, PixelWindow
 
+from .augment import photometric_change
 from .base import PairDataset, PairRecord, RetrievalSet
 
 __all__ = ["SyntheticPairs", "ViewJitter", "synthetic_view"]
@@ -68,18 +69,7 @@ def synthetic_view(
     view = cv2.warpPerspective(
         context, warp, (size_px, size_px), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT
     )
-    return _photometric(view, jitter.photometric, rng)
-
-
-def _photometric(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Random brightness, contrast, saturation and gamma change of an RGB uint8 image."""
-    pixels = image.astype(np.float32) / 255.0
-    grey = pixels.mean(axis=2, keepdims=True)
-    pixels = grey + (pixels - grey) * (1 + rng.uniform(-strength, strength))
-    pixels = (pixels - pixels.mean()) * (1 + rng.uniform(-strength, strength)) + pixels.mean()
-    pixels = pixels + rng.uniform(-strength, strength) * 0.5
-    pixels = np.clip(pixels, 0, 1) ** np.exp(rng.uniform(-strength, strength))
-    return np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
+    return photometric_change(view, jitter.photometric, rng)
 
 
 def _context_chip(chip: Chip) -> Chip:
@@ -130,7 +120,6 @@ class SyntheticPairs(PairDataset):
         if tiling.scheme != "native":
             raise ValueError("synthetic pairs need a native tiling scheme")
         self.jitter = jitter or ViewJitter()
-        self.seed = seed
         self.size_px = tiling.chip_size_px
         self.chips: list[np.ndarray] = []
         self.contexts: list[np.ndarray] = []
@@ -148,7 +137,7 @@ class SyntheticPairs(PairDataset):
                     )
                     self.chips.append(image)
                     self.contexts.append(context)
-        super().__init__(records, card)
+        super().__init__(records, card, seed=seed)
 
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch + 1, index])

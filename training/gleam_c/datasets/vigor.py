@@ -81,9 +81,11 @@ def vigor_pairs(
     return records
 
 
-def vigor_retrieval(root: str | os.PathLike[str], mode: str = "same_area") -> RetrievalSet:
-    """Test panoramas against every satellite image of the test cities."""
-    queries = vigor_pairs(root, mode, "test")
-    gallery = [path for city in CITIES[mode, "test"] for path in list_images(Path(root) / city / "satellite")]
+def vigor_retrieval(
+    root: str | os.PathLike[str], mode: str = "same_area", split: str = "test"
+) -> RetrievalSet:
+    """A split's panoramas (the test split by default) against every satellite image of its cities."""
+    queries = vigor_pairs(root, mode, split)
+    gallery = [path for city in CITIES[mode, split] for path in list_images(Path(root) / city / "satellite")]
     groups = [f"{Path(path).parent.parent.name}/{Path(path).name}" for path in gallery]
     return RetrievalSet(queries, gallery, groups)

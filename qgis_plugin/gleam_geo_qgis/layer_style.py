@@ -3,19 +3,30 @@
 Points are coloured from red (weak) to green (strong) by ``match_prob``, or by ``score``
 while the library does not calibrate a probability (``coalesce("match_prob", "score")``),
 sized and labelled by rank, and get an arrow rotated to ``heading_deg`` when the result
-has a heading. The feature form puts the query photo beside the matched chip.
+has a heading. The feature form puts the query photo beside the matched chip and, for
+explained candidates, the explanation figure beside the verdict and explanation.
+
+:func:`use_stored_style` keeps the style in the GeoPackage itself (its ``layer_styles``
+table, as the default style), so the file shows the same map and form wherever it is
+opened; a style the user saved there as the default is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qgis.core import (
+    Qgis,
     QgsAttributeEditorContainer,
     QgsAttributeEditorField,
     QgsEditFormConfig,
     QgsEditorWidgetSetup,
+    QgsExpression,
     QgsFeatureRequest,
     QgsFillSymbol,
     QgsMarkerSymbol,
+    QgsMessageLog,
+    QgsOptionalExpression,
     QgsPalLayerSettings,
     QgsProperty,
     QgsSimpleFillSymbolLayer,
@@ -33,7 +44,17 @@ from qgis.PyQt.QtGui import QColor
 
 from .layers import RESULT_FIELDS
 
-__all__ = ["COLOR_EXPRESSION", "HEADING_ENABLED_EXPRESSION", "style_footprints", "style_points"]
+__all__ = [
+    "COLOR_EXPRESSION",
+    "HEADING_ENABLED_EXPRESSION",
+    "STYLE_NAME",
+    "style_footprints",
+    "style_points",
+    "use_stored_style",
+]
+
+STYLE_NAME = "GLEAM results"
+"""Name of the style stored in the results GeoPackage."""
 
 STRENGTH_EXPRESSION = 'coalesce("match_prob", "score")'
 """The value points are coloured by: the calibrated probability, else the raw score."""
@@ -43,13 +64,17 @@ COLOR_EXPRESSION = f"color_hsv(scale_linear({STRENGTH_EXPRESSION}, 0.2, 0.9, 0, 
 
 SIZE_EXPRESSION = 'scale_linear("rank", 1, 10, 5.0, 2.6)'
 HEADING_ENABLED_EXPRESSION = '"heading_deg" IS NOT NULL'
-IMAGE_FIELDS = ("query_path", "chip_image")
+MATCH_FIELDS = ("query_path", "chip_image")
+EXPLANATION_FIELDS = ("verdict", "explanation", "explanation_model", "language")
+FIGURE_FIELD = "explanation_figure"
+EXPLAINED_EXPRESSION = '"explanation" IS NOT NULL OR "explanation_figure" IS NOT NULL'
 
 MAP_TIP = (
     '<b>#[% "rank" %]</b> score [% format_number("score", 3) %]'
     '[% CASE WHEN "match_prob" IS NOT NULL THEN \' · p=\' || format_number("match_prob", 2) END %]<br>'
     '<img src="file:///[% "query_path" %]" width="160"> '
     '<img src="file:///[% "chip_image" %]" width="160"><br>'
+    "[% CASE WHEN \"verdict\" IS NOT NULL THEN CASE WHEN \"verdict\" THEN '✔ ' ELSE '✘ ' END END %]"
     "[% coalesce(\"explanation\", '') %]"
 )
 
@@ -94,13 +119,13 @@ def _labels() -> QgsVectorLayerSimpleLabeling:
     return QgsVectorLayerSimpleLabeling(settings)
 
 
-def _image_widget(show_path: bool) -> QgsEditorWidgetSetup:
+def _image_widget(show_path: bool, width: int = 260) -> QgsEditorWidgetSetup:
     return QgsEditorWidgetSetup(
         "ExternalResource",
         {
             "DocumentViewer": 1,  # show the file as an image
             "DocumentViewerHeight": 260,
-            "DocumentViewerWidth": 260,
+            "DocumentViewerWidth": width,
             "FileWidget": show_path,
             "FileWidgetButton": False,
             "StorageMode": 0,
@@ -111,8 +136,18 @@ def _image_widget(show_path: bool) -> QgsEditorWidgetSetup:
     )
 
 
+def _add_field(layer: QgsVectorLayer, parent: QgsAttributeEditorContainer, name: str) -> None:
+    index = layer.fields().indexOf(name)
+    if index >= 0:
+        parent.addChildElement(QgsAttributeEditorField(name, index, parent))
+
+
 def _configure_form(layer: QgsVectorLayer) -> None:
-    """Lay the form out as a "Match" tab (photo beside chip) and a "Details" tab, all read-only."""
+    """Lay the form out as a "Match" tab and a "Details" tab, all read-only.
+
+    The Match tab shows the query photo beside the matched chip and, when the candidate
+    was explained, the explanation figure beside the verdict and the explanation.
+    """
     fields = layer.fields()
     config: QgsEditFormConfig = layer.editFormConfig()
     config.setLayout(QgsEditFormConfig.TabLayout)
@@ -120,22 +155,40 @@ def _configure_form(layer: QgsVectorLayer) -> None:
     root.clear()
     match = QgsAttributeEditorContainer("Match", root)
     match.setColumnCount(2)
+    figure = QgsAttributeEditorContainer("Explanation figure", match)
+    explanation = QgsAttributeEditorContainer("Explanation", match)
+    for group in (figure, explanation):
+        group.setIsGroupBox(True)
+        group.setVisibilityExpression(QgsOptionalExpression(QgsExpression(EXPLAINED_EXPRESSION)))
     details = QgsAttributeEditorContainer("Details", root)
+    for name in MATCH_FIELDS:
+        _add_field(layer, match, name)
+    _add_field(layer, figure, FIGURE_FIELD)
+    for name in EXPLANATION_FIELDS:
+        _add_field(layer, explanation, name)
     for field in RESULT_FIELDS:
         index = fields.indexOf(field.name)
         if index < 0:
             continue
         layer.setFieldAlias(index, field.alias)
-        parent = match if field.name in IMAGE_FIELDS else details
-        parent.addChildElement(QgsAttributeEditorField(field.name, index, parent))
         config.setReadOnly(index, True)
+        if field.name not in (*MATCH_FIELDS, *EXPLANATION_FIELDS, FIGURE_FIELD):
+            _add_field(layer, details, field.name)
+    match.addChildElement(figure)
+    match.addChildElement(explanation)
     root.addChildElement(match)
     root.addChildElement(details)
     layer.setEditFormConfig(config)
-    for name in IMAGE_FIELDS:
+    widgets = {
+        "query_path": _image_widget(show_path=True),
+        "chip_image": _image_widget(show_path=False),
+        FIGURE_FIELD: _image_widget(show_path=False, width=520),
+        "explanation": QgsEditorWidgetSetup("TextEdit", {"IsMultiline": True, "UseHtml": False}),
+    }
+    for name, widget in widgets.items():
         index = fields.indexOf(name)
         if index >= 0:
-            layer.setEditorWidgetSetup(index, _image_widget(show_path=name == "query_path"))
+            layer.setEditorWidgetSetup(index, widget)
 
 
 def style_points(layer: QgsVectorLayer) -> None:
@@ -167,3 +220,20 @@ def style_footprints(layer: QgsVectorLayer) -> None:
     layer.setRenderer(renderer)
     layer.setMapTipTemplate(MAP_TIP)
     _configure_form(layer)
+
+
+def use_stored_style(layer: QgsVectorLayer, style: Callable[[QgsVectorLayer], None]) -> None:
+    """Keep the default style stored with ``layer``, else apply ``style`` and store it as the default.
+
+    QGIS loads a GeoPackage layer's stored default style when it opens the layer, so a style
+    the user saved there wins over the plugin's.
+    """
+    related, *_ = layer.listStylesInDatabase()
+    if related > 0:
+        return
+    style(layer)
+    error = layer.saveStyleToDatabase(STYLE_NAME, "GLEAM geo-localization results", True, "")
+    if error:
+        QgsMessageLog.logMessage(
+            f"cannot store the style in {layer.source()}: {error}", "GLEAM", Qgis.Warning, notifyUser=False
+        )

@@ -8,9 +8,9 @@ The fields are defined once, in :data:`RESULT_FIELDS`: the library's results col
 ``gleam_geo/schema.py``; ``source`` is stored as ``source_raster``), the columns later
 library versions add (refinement: ``match_prob``, ``heading_deg``, ``error_radius_m``,
 ``gsd_m``, ``inliers``; explanation: ``verdict``, ``explanation``, ``explanation_model``,
-``language``), and two
-the plugin fills (``created_at``, ``chip_image``). A column the worker does not send stays
-NULL; nothing is made up.
+``language`` and ``figure_path``, stored as ``explanation_figure``), and two the plugin
+fills (``created_at``, ``chip_image``). A column the worker does not send stays NULL;
+nothing is made up.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ResultField:
 
     Attributes:
         name: the field name in the layer.
-        type: ``int``, ``float``, ``str`` or ``datetime``.
+        type: ``int``, ``float``, ``bool``, ``str`` or ``datetime``.
         column: the worker's property it comes from (``None``: filled by the plugin).
         alias: the label shown in forms.
 
@@ -93,18 +93,20 @@ RESULT_FIELDS: tuple[ResultField, ...] = (
     ResultField("chip_id", "str", "chip_id", "Chip id"),
     ResultField("source_raster", "str", "source", "Source raster"),
     ResultField("model", "str", "model", "Model"),
-    ResultField("verdict", "str", "verdict", "Verdict"),
+    ResultField("verdict", "bool", "verdict", "Same place (verdict)"),
     ResultField("explanation", "str", "explanation", "Explanation"),
     ResultField("explanation_model", "str", "explanation_model", "Explanation model"),
     ResultField("language", "str", "language", "Language"),
     ResultField("created_at", "datetime", None, "Created at (UTC)"),
     ResultField("chip_image", "str", "chip_image_path", "Matched chip"),
+    ResultField("explanation_figure", "str", "figure_path", "Explanation figure"),
 )
 """The fields of both results layers, in order."""
 
 _QVARIANT = {
     "int": QVariant.Int,
     "float": QVariant.Double,
+    "bool": QVariant.Bool,
     "str": QVariant.String,
     "datetime": QVariant.DateTime,
 }
@@ -140,6 +142,8 @@ def _value(field: ResultField, raw: Any) -> Any:
             return int(raw)
         if field.type == "float":
             return float(raw)
+        if field.type == "bool":
+            return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("true", "1", "yes")
         if field.type == "datetime":
             return QDateTime.fromString(str(raw), Qt.ISODate)
     except (TypeError, ValueError):

@@ -1,8 +1,8 @@
 """Main-thread handling of finished tasks: results into layers, errors into the message bar.
 
 A localization appends to the results GeoPackage and adds its layers to the project once
-(styled); later runs append to the same layers. Failures show the library's one-line
-message; cancellations say that nothing was written.
+(with the style stored in the GeoPackage); later runs append to the same layers. Failures
+show the library's one-line message; cancellations say that nothing was written.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from qgis.core import Qgis, QgsProject, QgsProviderRegistry, QgsVectorLayer
 from qgis.gui import QgsMapCanvas
 
-from .layer_style import style_footprints, style_points
+from .layer_style import style_footprints, style_points, use_stored_style
 from .layers import (
     FOOTPRINT_LAYER,
     POINT_LAYER,
@@ -42,6 +42,11 @@ class LocalizeRequest:
     def chip_dir(self) -> Path:
         """Return the folder for matched-chip PNGs, beside the GeoPackage."""
         return self.gpkg.parent / f"{self.gpkg.stem}_chips"
+
+    @property
+    def figure_dir(self) -> Path:
+        """Return the folder for explanation figures, beside the GeoPackage."""
+        return self.gpkg.parent / f"{self.gpkg.stem}_explanations"
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,11 @@ class OutcomeHandler:
         if points is None or (footprints is None and request.parameters.footprints):
             new_points, new_footprints = open_results_layers(request.gpkg)
             if footprints is None and request.parameters.footprints:
-                style_footprints(new_footprints)
+                use_stored_style(new_footprints, style_footprints)
                 project.addMapLayer(new_footprints)
                 footprints = new_footprints
             if points is None:
-                style_points(new_points)
+                use_stored_style(new_points, style_points)
                 project.addMapLayer(new_points)
                 points = new_points
         if not request.parameters.footprints:

@@ -9,10 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MODALITIES", "IndexParameters", "LocalizeParameters", "ParameterError", "Region"]
+__all__ = [
+    "EXPLAIN_BACKENDS",
+    "LANGUAGES",
+    "MODALITIES",
+    "IndexParameters",
+    "LocalizeParameters",
+    "ParameterError",
+    "Region",
+]
 
 MODALITIES: tuple[str, ...] = ("auto", "uav", "street_map", "panorama", "ground")
 """Query views offered in the dock; ``auto`` lets the library choose (uav or panorama)."""
+EXPLAIN_BACKENDS: tuple[str, ...] = ("evidence", "openai")
+"""Explainer backends: the offline evidence explainer, an OpenAI-compatible endpoint."""
+LANGUAGES: tuple[str, ...] = ("en", "zh")
+"""Languages explanations can be written in."""
 
 
 class ParameterError(ValueError):
@@ -88,7 +100,9 @@ class LocalizeParameters:
         modality: one of :data:`MODALITIES`.
         top_k: candidates per photo.
         refine: ask for geometric refinement (heading, error radius, match probability).
-        explain: ask for explanations.
+        explain: ask for explanations (verdict, text, figure) of the top candidates.
+        language: the explanations' language, one of :data:`LANGUAGES`.
+        explain_backend: the explainer, one of :data:`EXPLAIN_BACKENDS`.
         footprints: also write the footprints layer.
 
     """
@@ -101,6 +115,8 @@ class LocalizeParameters:
     top_k: int = 10
     refine: bool = True
     explain: bool = False
+    language: str = "en"
+    explain_backend: str = "evidence"
     footprints: bool = True
 
     def __post_init__(self) -> None:
@@ -112,9 +128,20 @@ class LocalizeParameters:
             raise ParameterError(f"unknown modality {self.modality!r}; use one of {', '.join(MODALITIES)}")
         if not 1 <= self.top_k <= 1000:
             raise ParameterError("top-K must be between 1 and 1000")
+        if self.language not in LANGUAGES:
+            raise ParameterError(f"unknown language {self.language!r}; use one of {', '.join(LANGUAGES)}")
+        if self.explain_backend not in EXPLAIN_BACKENDS:
+            raise ParameterError(
+                f"unknown explainer {self.explain_backend!r}; use one of {', '.join(EXPLAIN_BACKENDS)}"
+            )
 
-    def to_params(self, chip_dir: str | None = None, device: str = "") -> dict[str, Any]:
-        """Return the worker's ``localize`` params; ``chip_dir`` receives matched-chip PNGs."""
+    def to_params(
+        self, chip_dir: str | None = None, device: str = "", figure_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Return the worker's ``localize`` params.
+
+        ``chip_dir`` receives matched-chip PNGs and ``figure_dir`` explanation figures.
+        """
         params: dict[str, Any] = {
             "images": list(self.images),
             "region": None if self.region is None else self.region.to_params(),
@@ -123,6 +150,11 @@ class LocalizeParameters:
             "refine": self.refine,
             "explain": self.explain,
         }
+        if self.explain:
+            params["language"] = self.language
+            params["explain_backend"] = self.explain_backend
+            if figure_dir:
+                params["figure_dir"] = figure_dir
         if self.index_dir:
             params["index"] = self.index_dir
         else:

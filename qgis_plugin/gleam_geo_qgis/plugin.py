@@ -7,6 +7,7 @@ on the main thread. Nothing here imports torch, faiss or gleam_geo.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .parameters import IndexParameters, LocalizeParameters
 from .settings import PluginSettings, resolve_worker, results_gpkg_path
 from .task_results import TaskOutcome, TaskSuccess
 from .tasks import WorkerTask
+from .worker_client import SHARED_WORKERS
 
 __all__ = ["GleamGeoPlugin"]
 
@@ -31,7 +33,8 @@ class GleamGeoPlugin:
     """The GLEAM geo-localization plugin.
 
     Args:
-        iface: the QGIS interface.
+        iface: the QGIS interface; ``None`` under ``qgis_process``, which only calls
+            :meth:`initProcessing`.
 
     """
 
@@ -40,10 +43,10 @@ class GleamGeoPlugin:
         self.dock: Any = None
         self.provider: Any = None
         self.inspect_tool: Any = None
+        self.outcomes: OutcomeHandler | None = None
         self.actions: list[QAction] = []
         self.running: WorkerTask | None = None
         self.last_outcome: TaskOutcome | None = None
-        self.outcomes = OutcomeHandler(iface.messageBar(), iface.mapCanvas())
 
     # -- QGIS plugin interface ----------------------------------------------------------
 
@@ -60,6 +63,7 @@ class GleamGeoPlugin:
     def initGui(self) -> None:
         """Create the actions, the menu entries and the toolbar button."""
         self.initProcessing()
+        self.outcomes = OutcomeHandler(self.iface.messageBar(), self.iface.mapCanvas())
         icon = QIcon(str(ICON_PATH))
         window = self.iface.mainWindow()
         panel = QAction(icon, "GLEAM localization panel", window)
@@ -76,9 +80,10 @@ class GleamGeoPlugin:
         self.iface.addToolBarIcon(panel)
 
     def unload(self) -> None:
-        """Remove everything initGui and initProcessing added; cancel running work."""
+        """Remove everything initGui and initProcessing added; cancel running work, stop the worker."""
         if self.running is not None:
             self.running.cancel()
+        SHARED_WORKERS.close()
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)
         if self.actions:
@@ -111,6 +116,7 @@ class GleamGeoPlugin:
             self.dock.visibilityChanged.connect(
                 lambda visible: self.actions and self.actions[0].setChecked(visible)
             )
+            self.dock.show_explainer(PluginSettings.load().with_defaults().explain_backend)
             self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         self.dock.show()
         return self.dock
@@ -127,6 +133,8 @@ class GleamGeoPlugin:
         from .ui.settings_dialog import SettingsDialog
 
         SettingsDialog(self.iface.mainWindow()).exec_()
+        if self.dock is not None:
+            self.dock.show_explainer(PluginSettings.load().with_defaults().explain_backend)
 
     def start_inspecting(self) -> None:
         """Activate the map tool that opens a clicked result's form."""
@@ -141,15 +149,17 @@ class GleamGeoPlugin:
     # -- tasks -----------------------------------------------------------------------
 
     def start_localize(self, parameters: LocalizeParameters) -> WorkerTask | None:
-        """Queue a localization task for the dock's parameters."""
-        settings = PluginSettings.load()
+        """Queue a localization task for the dock's parameters, explained as GLEAM settings say."""
+        settings = PluginSettings.load().with_defaults()
+        parameters = replace(parameters, language=settings.language, explain_backend=settings.explain_backend)
         request = LocalizeRequest(parameters, results_gpkg_path(settings))
-        params = parameters.to_params(chip_dir=str(request.chip_dir), device=settings.device)
+        params = parameters.to_params(
+            chip_dir=str(request.chip_dir), device=settings.device, figure_dir=str(request.figure_dir)
+        )
+        worker = resolve_worker(settings, explain=parameters.explain)
         count = len(parameters.images)
         return self._start(
-            WorkerTask(
-                f"GLEAM: localize {count} photo(s)", resolve_worker(settings), "localize", params, request
-            )
+            WorkerTask(f"GLEAM: localize {count} photo(s)", worker, "localize", params, request)
         )
 
     def start_index(self, parameters: IndexParameters) -> WorkerTask | None:
@@ -189,7 +199,8 @@ class GleamGeoPlugin:
         self.last_outcome = outcome
         if self.dock is not None:
             self.dock.set_running(False, type(outcome).__name__.replace("Task", ""))
-        self.outcomes.handle(outcome)
+        if self.outcomes is not None:
+            self.outcomes.handle(outcome)
         if (
             self.dock is not None
             and isinstance(outcome, TaskSuccess)

@@ -1,14 +1,18 @@
 """QgsTask around one worker request: runs in the background, reports progress, cancels.
 
-``run()`` (a worker thread) starts the worker process, sends the request and forwards its
-progress to the task's progress bar; ``cancel()`` makes the client send ``cancel`` and,
-if the worker does not stop within a few seconds, kill it. ``finished()`` runs on the main
-thread and emits ``completed`` with a :mod:`task_results` object.
+``run()`` (a worker thread) leases the kept worker process (starting it if needed), sends
+the request and forwards its progress to the task's progress bar; ``cancel()`` makes the
+client send ``cancel`` and, if the worker does not stop within a few seconds, kill it. A
+cancelled request always ends the worker process; the next task starts a new one.
+``finished()`` runs on the main thread and emits ``completed`` with a
+:mod:`task_results` object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
@@ -16,7 +20,14 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from .settings import WorkerSpec
 from .task_results import TaskCancelled, TaskFailed, TaskOutcome, TaskSuccess
-from .worker_client import WorkerCancelled, WorkerClient, WorkerError, WorkerRequestError
+from .worker_client import (
+    SHARED_WORKERS,
+    WorkerCancelled,
+    WorkerClient,
+    WorkerError,
+    WorkerPool,
+    WorkerRequestError,
+)
 
 __all__ = ["LOG_TAG", "WorkerTask"]
 
@@ -32,6 +43,8 @@ class WorkerTask(QgsTask):
         method: the protocol method.
         params: its params.
         request: what the caller wants back with the outcome (e.g. the dock's parameters).
+        pool: the pool whose kept worker runs the request; ``None`` for a worker of its own
+            that stops with the task (e.g. to check a Python that is not saved yet).
 
     """
 
@@ -42,13 +55,20 @@ class WorkerTask(QgsTask):
     """Emitted (from the task's thread) with a short description of the current stage."""
 
     def __init__(
-        self, description: str, worker: WorkerSpec, method: str, params: dict[str, Any], request: Any = None
+        self,
+        description: str,
+        worker: WorkerSpec,
+        method: str,
+        params: dict[str, Any],
+        request: Any = None,
+        pool: WorkerPool | None = SHARED_WORKERS,
     ) -> None:
         super().__init__(description, QgsTask.CanCancel)
         self.worker = worker
         self.method = method
         self.params = params
         self.request = request
+        self.pool = pool
         self.outcome: TaskOutcome | None = None
         self.worker_pid: int | None = None
         self._stage = ""
@@ -58,9 +78,7 @@ class WorkerTask(QgsTask):
         """Run the request (called on a worker thread by the task manager)."""
         self._started = time.monotonic()
         try:
-            with WorkerClient(
-                self.worker.python, pythonpath=self.worker.pythonpath, on_stderr=self._log_stderr
-            ) as client:
+            with self._client() as client:
                 self.worker_pid = client.pid
                 result = client.call(
                     self.method, self.params, on_progress=self._on_progress, is_cancelled=self.isCanceled
@@ -86,6 +104,16 @@ class WorkerTask(QgsTask):
             outcome = TaskFailed(self.method, "the task stopped without a result", request=self.request)
         self.outcome = outcome
         self.completed.emit(outcome)
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[WorkerClient]:
+        python, pythonpath, env = self.worker.python, self.worker.pythonpath, self.worker.env
+        if self.pool is not None:
+            with self.pool.lease(python, pythonpath, env, on_stderr=self._log_stderr) as client:
+                yield client
+        else:
+            with WorkerClient(python, pythonpath=pythonpath, env=env, on_stderr=self._log_stderr) as client:
+                yield client
 
     def _on_progress(self, stage: str, done: int, total: int | None) -> None:
         if stage != self._stage:

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,8 @@ __all__ = [
     "WorkerClient",
     "WorkerError",
     "WorkerRequestError",
+    "WorkerPool",
+    "SHARED_WORKERS",
     "WorkerStartError",
     "clean_staging",
     "redact",
@@ -83,18 +85,20 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda match: f"{match.group(1)}{match.group(2)}***", text)
 
 
-def worker_env(extra_pythonpath: str | None = None) -> dict[str, str]:
+def worker_env(extra_pythonpath: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the environment for a worker: this one, minus the host's Python settings.
 
     QGIS sets ``PYTHONPATH``/``PYTHONHOME`` for its own interpreter; another Python
     started with them would load QGIS's packages (or fail). ``extra_pythonpath`` (a
-    gleam_geo source checkout, for development) becomes the only ``PYTHONPATH`` entry.
+    gleam_geo source checkout, for development) becomes the only ``PYTHONPATH`` entry;
+    ``extra`` adds variables (the explainer's endpoint and key, which stay in memory).
     """
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     if extra_pythonpath:
         env["PYTHONPATH"] = extra_pythonpath
+    env.update(extra or {})
     return env
 
 
@@ -112,6 +116,7 @@ class WorkerClient:
         startup_timeout_s: how long to wait for the worker's ``ready`` line.
         cancel_grace_s: how long a cancelled request may take to stop before the process is killed.
         on_stderr: called with each (redacted) line the worker writes to stderr.
+        env: variables to add to the worker's environment (see :func:`worker_env`).
 
     """
 
@@ -120,12 +125,14 @@ class WorkerClient:
         python: str,
         *,
         pythonpath: str | None = None,
+        env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 120.0,
         cancel_grace_s: float = 3.0,
         on_stderr: Callable[[str], None] | None = None,
     ) -> None:
         self.python = python
         self.pythonpath = pythonpath
+        self.env = dict(env or {})
         self.startup_timeout_s = startup_timeout_s
         self.cancel_grace_s = cancel_grace_s
         self.on_stderr = on_stderr
@@ -181,7 +188,7 @@ class WorkerClient:
                 errors="replace",
                 bufsize=1,
                 cwd=tempfile.gettempdir(),  # never pick up a gleam_geo folder from the cwd
-                env=worker_env(self.pythonpath),
+                env=worker_env(self.pythonpath, self.env),
                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console window on Windows
             )
         except OSError as exc:
@@ -386,6 +393,88 @@ class WorkerClient:
                 "install gleam-geo into that environment or choose another Python in GLEAM settings"
             )
         return f"worker stopped (exit code {code}): {last}"
+
+
+class WorkerPool:
+    """Keeps one worker process alive between requests, so each run skips the start-up.
+
+    :meth:`lease` hands out the kept worker, starting it on first use and again when it
+    died or was asked for with another Python. A request that was cancelled, timed out or
+    lost its worker ends the kept process (the next lease starts a fresh one); one that
+    failed with an error event keeps it. While the kept worker is leased, other leases get
+    a private worker that stops when they end, so requests never queue behind each other.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: WorkerClient | None = None
+        self._leased = False
+
+    @property
+    def pid(self) -> int | None:
+        """The kept worker's process id, when one is running."""
+        client = self._client
+        return client.pid if client is not None and client.is_running() else None
+
+    @contextlib.contextmanager
+    def lease(
+        self,
+        python: str,
+        pythonpath: str | None = None,
+        env: Mapping[str, str] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> Iterator[WorkerClient]:
+        """Yield a started worker for ``python`` (``pythonpath``, ``env``) for one or more requests.
+
+        Raises:
+            WorkerStartError: the worker cannot be started (see :meth:`WorkerClient.start`).
+
+        """
+        with self._lock:
+            shared = not self._leased
+            client = self._client if shared else None
+            wanted = (python, pythonpath, dict(env or {}))
+            if client is not None and (
+                not client.is_running() or (client.python, client.pythonpath, client.env) != wanted
+            ):
+                client.close()
+                client = None
+            if client is None:
+                client = WorkerClient(python, pythonpath=pythonpath, env=env)
+            if shared:
+                self._client, self._leased = client, True
+        client.on_stderr = on_stderr
+        keep = False
+        try:
+            client.start()
+            yield client
+            keep = shared
+        except WorkerRequestError:
+            keep = shared
+            raise
+        finally:
+            client.on_stderr = None
+            if not keep:
+                client.close()
+            if shared:
+                with self._lock:
+                    self._leased = False
+                    if not keep:
+                        self._client = None
+
+    def close(self) -> None:
+        """Stop the kept worker at once if it is working, else let it exit; the next lease starts one."""
+        with self._lock:
+            client, self._client = self._client, None
+            leased = self._leased
+        if client is not None and leased:
+            client.kill()
+        elif client is not None:
+            client.close()
+
+
+SHARED_WORKERS = WorkerPool()
+"""The worker pool of the plugin's tasks and Processing algorithms; closed when the plugin unloads."""
 
 
 def staging_dir(target: str | os.PathLike[str]) -> Path:

@@ -1,7 +1,8 @@
 """Fixtures for the QGIS plugin tests: the plugin on sys.path, the worker, sample imagery.
 
 Indexes and the reference localization are built once per session on kampala_z19.tif
-(0.3 m, about 230 m x 150 m), read in place from ../shared/data.
+(0.3 m, about 230 m x 150 m), read in place from ../shared/data. Screenshots go to a
+temporary folder, or to docs/images with ``GLEAM_GEO_UPDATE_DOCS_IMAGES=1``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_test_utils import CROP_CENTRE_PX, CROP_SIZE_PX, KAMPALA, PLUGIN_ROOT
+from plugin_test_utils import CROP_CENTRE_PX, CROP_SIZE_PX, DOCS_IMAGES, KAMPALA, PLUGIN_ROOT
 
 if str(PLUGIN_ROOT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_ROOT))
@@ -37,6 +38,15 @@ def gleam_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("GLEAM_GEO_CACHE", None)
     else:
         os.environ["GLEAM_GEO_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: docs/images with GLEAM_GEO_UPDATE_DOCS_IMAGES=1, else a temporary folder."""
+    if os.environ.get("GLEAM_GEO_UPDATE_DOCS_IMAGES") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("images")
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +147,34 @@ def localization(
             "index": kampala_index["path"],
             "top_k": 5,
             "chip_dir": str(chip_dir),
+        },
+        pythonpath=worker_spec.pythonpath,
+    )
+
+
+@pytest.fixture(scope="session")
+def explained_localization(
+    worker_spec: Any,
+    kampala_index: dict[str, Any],
+    query_crop: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """The localization above with explanations (offline evidence explainer) of the top candidates."""
+    from gleam_geo_qgis.worker_client import run_request
+
+    out = tmp_path_factory.mktemp("explained")
+    return run_request(
+        worker_spec.python,
+        "localize",
+        {
+            "images": [query_crop["path"]],
+            "index": kampala_index["path"],
+            "top_k": 3,
+            "chip_dir": str(out / "chips"),
+            "explain": True,
+            "language": "en",
+            "explain_backend": "evidence",
+            "figure_dir": str(out / "figures"),
         },
         pythonpath=worker_spec.pythonpath,
     )

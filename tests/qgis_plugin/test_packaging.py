@@ -31,6 +31,16 @@ def test_metadata_has_every_required_field():
     assert PLUGIN_DIR.name != "gleam_geo"
 
 
+def test_metadata_links_point_to_one_repository():
+    general = _build_module().check_metadata(PLUGIN_DIR)
+    repository = general["repository"]
+    assert repository.startswith("https://") and not repository.endswith("/")
+    assert general["tracker"] == f"{repository}/issues"
+    assert general["homepage"].startswith(repository)
+    for key in ("homepage", "repository", "tracker", "email"):
+        assert not any(word in general[key].lower() for word in ("example", "todo", "xxx", "your")), key
+
+
 def test_metadata_check_names_missing_fields(tmp_path):
     build = _build_module()
     broken = tmp_path / "gleam_geo_qgis"
@@ -118,10 +128,15 @@ def _env() -> dict[str, str]:
 def test_layer_fields_cover_the_library_schema():
     from gleam_geo_qgis.layers import RESULT_FIELDS
 
-    from gleam_geo.schema import column_names
+    from gleam_geo.schema import EXPLAIN_COLUMNS, RESULT_COLUMNS, column_names
 
     sources = {field.column for field in RESULT_FIELDS}
-    assert set(column_names()) <= sources, set(column_names()) - sources
+    library = set(column_names(RESULT_COLUMNS + EXPLAIN_COLUMNS))
+    assert library <= sources, library - sources
+    types = {field.column: field.type for field in RESULT_FIELDS}
+    assert {column.name: types[column.name] for column in EXPLAIN_COLUMNS} == {
+        column.name: column.dtype for column in EXPLAIN_COLUMNS
+    }
     names = [field.name for field in RESULT_FIELDS]
     expected = [
         "query_path",

@@ -133,3 +133,49 @@ def test_settings_dialog_checks_the_environment(qgis_new_project, tmp_path):
     saved = PluginSettings.load()
     assert saved.python.endswith("missing/python") and saved.results_gpkg == str(tmp_path / "out.gpkg")
     PluginSettings().save()
+
+
+def test_explainer_key_goes_to_the_worker_environment_only(qgis_new_project, query_crop):
+    """The openai backend's key comes from QGIS's auth manager; settings and requests never hold it."""
+    from gleam_geo_qgis.settings import PluginSettings, resolve_worker
+    from gleam_geo_qgis.ui.settings_dialog import SettingsDialog
+    from qgis.core import QgsAuthMethodConfig, QgsSettings
+
+    manager = QgsApplication.authManager()
+    if manager.isDisabled():
+        pytest.skip("the QGIS authentication manager is disabled in this build")
+    assert manager.setMasterPassword("gleam-test-master", True)
+    key = "sk-gleamtest0123456789"
+    config = QgsAuthMethodConfig("Basic")
+    config.setName("GLEAM test endpoint")
+    config.setConfig("username", "gleam")
+    config.setConfig("password", key)
+    assert manager.storeAuthenticationConfig(config)
+    try:
+        dialog = SettingsDialog()
+        dialog.explain_backend.setCurrentIndex(dialog.explain_backend.findData("openai"))
+        dialog.llm_base_url.setText("http://127.0.0.1:9/v1")
+        dialog.llm_model.setText("tiny-vlm")
+        dialog.llm_auth.setConfigId(config.id())
+        assert config.id() in dialog.key_source.text() and key not in dialog.key_source.text()
+        dialog.accept()
+        settings = PluginSettings.load()
+        spec = resolve_worker(settings, explain=True)
+        assert spec.env == {
+            "GLEAM_GEO_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+            "GLEAM_GEO_LLM_MODEL": "tiny-vlm",
+            "GLEAM_GEO_LLM_API_KEY": key,
+        }
+        assert key not in repr(spec) and resolve_worker(settings).env == {}
+        with open(QgsSettings().fileName(), encoding="utf-8") as handle:
+            assert key not in handle.read()
+        parameters = LocalizeParameters(
+            images=(query_crop["path"],), index_dir="idx", explain=True, explain_backend="openai"
+        )
+        assert key not in str(parameters.to_params())
+        assert parameters.to_params()["explain_backend"] == "openai"
+        plain = LocalizeParameters(images=(query_crop["path"],), index_dir="idx")
+        assert "explain_backend" not in plain.to_params()
+    finally:
+        manager.removeAuthenticationConfig(config.id())
+        PluginSettings().save()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gleam_geo_qgis.layers import RESULT_FIELDS
 from plugin_test_utils import MAX_ERROR_M, distance_m, is_null
-from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProcessing, QgsProcessingException, QgsVectorLayer
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,86 @@ def test_processing_build_and_update_an_index(provider, kampala, kampala_small, 
     )
     assert outputs["CHIPS"] == 16
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".idx")]
+
+
+def test_algorithms_describe_themselves_for_the_toolbox_and_modeler(provider):
+    registry = QgsApplication.processingRegistry()
+    for algorithm_id in ("gleam_geo:build_index", "gleam_geo:localize"):
+        algorithm = registry.algorithmById(algorithm_id)
+        assert algorithm.group() == "Photo localization" and algorithm.groupId() == "photo_localization"
+        assert algorithm.shortDescription() and len(algorithm.shortHelpString()) > 200
+        assert algorithm.flags() & algorithm.FlagSupportsBatch
+        for parameter in algorithm.parameterDefinitions():
+            assert parameter.description(), parameter.name()
+            assert parameter.name().upper() == parameter.name()
+
+
+def _with_defaults(child):
+    """Give the parameters without a source their default, as the Modeler's child dialog does."""
+    from qgis.core import QgsProcessingModelChildParameterSource
+
+    for parameter in child.algorithm().parameterDefinitions():
+        if not parameter.isDestination() and parameter.name() not in child.parameterSources():
+            source = QgsProcessingModelChildParameterSource.fromStaticValue(parameter.defaultValue())
+            child.addParameterSources(parameter.name(), [source])
+    return child
+
+
+def test_a_model_chains_build_index_into_localize(provider, kampala_small, query_crop, tmp_path):
+    """A Graphical Modeler model: the index folder built by one algorithm feeds the other."""
+    import processing
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterMultipleLayers,
+    )
+    from qgis.core import (
+        QgsProcessingModelChildParameterSource as Source,
+    )
+
+    model = QgsProcessingModelAlgorithm("Index and localize", "GLEAM")
+    model.addModelParameter(
+        QgsProcessingParameterMultipleLayers("rasters", "Rasters", QgsProcessing.TypeRaster),
+        QgsProcessingModelParameter("rasters"),
+    )
+    model.addModelParameter(
+        QgsProcessingParameterMultipleLayers("photos", "Photos", QgsProcessing.TypeFile),
+        QgsProcessingModelParameter("photos"),
+    )
+    model.addModelParameter(
+        QgsProcessingParameterFile("index_dir", "Index folder", QgsProcessingParameterFile.Folder),
+        QgsProcessingModelParameter("index_dir"),
+    )
+    build = QgsProcessingModelChildAlgorithm("gleam_geo:build_index")
+    build.setChildId("build")
+    build.addParameterSources("RASTERS", [Source.fromModelParameter("rasters")])
+    build.addParameterSources("OUTPUT", [Source.fromModelParameter("index_dir")])
+    model.addChildAlgorithm(_with_defaults(build))
+    localize = QgsProcessingModelChildAlgorithm("gleam_geo:localize")
+    localize.setChildId("localize")
+    localize.addParameterSources("IMAGES", [Source.fromModelParameter("photos")])
+    localize.addParameterSources("INDEX", [Source.fromChildOutput("build", "OUTPUT")])
+    localize.addParameterSources("TOP_K", [Source.fromStaticValue(2)])
+    output = QgsProcessingModelOutput("candidates")
+    output.setChildOutputName("OUTPUT")
+    output.setChildId("localize")
+    localize.setModelOutputs({"candidates": output})
+    model.addChildAlgorithm(_with_defaults(localize))
+    model.updateDestinationParameters()
+    valid, problems = model.validate()
+    assert valid, problems
+    outputs = processing.run(
+        model,
+        {
+            "rasters": [str(kampala_small)],
+            "photos": [query_crop["path"]],
+            "index_dir": str(tmp_path / "index"),
+            "localize:candidates": str(tmp_path / "candidates.gpkg"),
+        },
+    )
+    points = QgsVectorLayer(outputs["localize:candidates"], "candidates", "ogr")
+    assert points.isValid() and points.featureCount() == 2
+    assert {feature["rank"] for feature in points.getFeatures()} == {1, 2}

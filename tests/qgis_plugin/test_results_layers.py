@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gleam_geo_qgis.layer_style import style_footprints, style_points
 from gleam_geo_qgis.layers import append_results, features_from_result, open_results_layers
-from plugin_test_utils import DOCS_IMAGES, is_null
+from plugin_test_utils import is_null
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsEditFormConfig,
@@ -48,10 +48,10 @@ def _render(layers, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> 
 
 
 @pytest.fixture
-def results_layers(localization, tmp_path, qgis_new_project):
+def results_layers(explained_localization, tmp_path, qgis_new_project):
     points, footprints = open_results_layers(tmp_path / "gleam.gpkg")
-    ids = append_results(localization, points, footprints)
-    assert len(ids) == 5
+    ids = append_results(explained_localization, points, footprints)
+    assert len(ids) == 3
     style_footprints(footprints)
     style_points(points)
     # The project owns them, so they are deleted with it, before QGIS shuts GDAL down.
@@ -75,8 +75,17 @@ def test_results_layer_form_and_style(results_layers):
     assert config.layout() == QgsEditFormConfig.TabLayout
     tabs = [element.name() for element in config.tabs()]
     assert tabs == ["Match", "Details"]
-    match_fields = [child.name() for child in config.tabs()[0].children()]
-    assert match_fields == ["query_path", "chip_image"]
+    match_children = [child.name() for child in config.tabs()[0].children()]
+    assert match_children == ["query_path", "chip_image", "Explanation figure", "Explanation"]
+    figure, explanation = config.tabs()[0].children()[2:]
+    assert [child.name() for child in figure.children()] == ["explanation_figure"]
+    assert [child.name() for child in explanation.children()] == [
+        "verdict",
+        "explanation",
+        "explanation_model",
+        "language",
+    ]
+    assert "explanation" in explanation.visibilityExpression().data().expression()
     widget = points.editorWidgetSetup(points.fields().indexOf("chip_image"))
     assert widget.type() == "ExternalResource" and widget.config()["DocumentViewer"] == 1
     symbol = points.renderer().symbol()
@@ -100,7 +109,7 @@ def _truth_layer(query_crop) -> QgsVectorLayer:
     return layer
 
 
-def test_render_results_on_the_raster(results_layers, kampala, query_crop, qgis_new_project):
+def test_render_results_on_the_raster(results_layers, kampala, query_crop, qgis_new_project, image_dir):
     points, footprints = results_layers
     raster = QgsRasterLayer(str(kampala), "kampala_z19")
     assert raster.isValid()
@@ -111,8 +120,7 @@ def test_render_results_on_the_raster(results_layers, kampala, query_crop, qgis_
     extent = raster.extent()
     base = _pixels(_render([raster], extent, crs))
     image = _render([points, truth, footprints, raster], extent, crs)
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    path = DOCS_IMAGES / "qgis_results.png"
+    path = image_dir / "qgis_results.png"
     assert image.save(str(path))
     pixels = _pixels(QImage(str(path)))
     assert pixels.std() > 20, "the rendered map is blank"
@@ -120,7 +128,7 @@ def test_render_results_on_the_raster(results_layers, kampala, query_crop, qgis_
     assert changed > 0.002, "the results layers are not visible on the map"
 
 
-def test_panel_screenshot(qgis_iface, qgis_new_project, kampala, query_crop):
+def test_panel_screenshot(qgis_iface, qgis_new_project, kampala, query_crop, image_dir):
     import gleam_geo_qgis
 
     raster = QgsRasterLayer(str(kampala), "kampala_z19")
@@ -134,7 +142,7 @@ def test_panel_screenshot(qgis_iface, qgis_new_project, kampala, query_crop):
         dock.resize(380, 760)
         dock.widget().resize(380, 740)
         image = dock.grab().toImage()
-        path = DOCS_IMAGES / "qgis_panel.png"
+        path = image_dir / "qgis_panel.png"
         assert image.save(str(path))
         pixels = _pixels(QImage(str(path)))
         assert pixels.shape[0] > 300 and pixels.std() > 10, "the panel screenshot is blank"
@@ -158,19 +166,54 @@ def test_inspect_tool_opens_the_form_of_a_clicked_result(results_layers, qgis_if
     assert layer is points and opened.id() == feature.id()
 
 
-def test_form_shows_photo_beside_chip(results_layers, qgis_new_project):
+def test_form_shows_photo_beside_chip(results_layers, qgis_new_project, image_dir):
     from qgis.gui import QgsAttributeForm
     from qgis.PyQt import sip
 
     points, _ = results_layers
     feature = next(points.getFeatures())
+    assert not is_null(feature["explanation"]) and feature["rank"] == 1
     form = QgsAttributeForm(points, feature)
-    form.resize(640, 420)
+    form.resize(900, 760)
     image = form.grab().toImage()
     sip.delete(form)
-    path = DOCS_IMAGES / "qgis_form.png"
+    path = image_dir / "qgis_form.png"
     assert image.save(str(path))
     pixels = _pixels(QImage(str(path)))
     # The photo and chip are colourful; the form chrome alone is grey.
     saturation = pixels.max(axis=-1).astype(int) - pixels.min(axis=-1)
     assert (saturation > 40).mean() > 0.05, "the form shows no images"
+
+
+def test_style_is_stored_in_the_geopackage(localization, query_crop, tmp_path, qgis_new_project):
+    """Reopening the results GeoPackage, without the plugin, shows the GLEAM style and form."""
+    from gleam_geo_qgis.outcomes import LocalizeRequest, OutcomeHandler
+    from gleam_geo_qgis.parameters import LocalizeParameters
+    from pytest_qgis.mock_qgis_classes import MockMessageBar
+
+    gpkg = tmp_path / "styled.gpkg"
+    request = LocalizeRequest(LocalizeParameters(images=(query_crop["path"],), index_dir="index"), gpkg)
+    OutcomeHandler(MockMessageBar()).add_results(request, localization)
+    QgsProject.instance().removeAllMapLayers()
+    points = QgsVectorLayer(f"{gpkg}|layername=gleam_localizations", "reopened", "ogr")
+    footprints = QgsVectorLayer(f"{gpkg}|layername=gleam_footprints", "reopened", "ogr")
+    related, _, names, *_ = points.listStylesInDatabase()
+    assert related == 1 and names[0] == "GLEAM results"
+    symbol = points.renderer().symbol()
+    dot, arrow = symbol.symbolLayer(0), symbol.symbolLayer(1)
+    assert "match_prob" in dot.dataDefinedProperties().property(dot.PropertyFillColor).expressionString()
+    assert arrow.dataDefinedProperties().property(arrow.PropertyAngle).field() == "heading_deg"
+    assert points.labelsEnabled() and points.labeling().settings().fieldName == "rank"
+    assert [tab.name() for tab in points.editFormConfig().tabs()] == ["Match", "Details"]
+    figure = points.editorWidgetSetup(points.fields().indexOf("explanation_figure"))
+    assert figure.type() == "ExternalResource"
+    outline = footprints.renderer().symbol().symbolLayer(0)
+    stroke = outline.dataDefinedProperties().property(outline.PropertyStrokeColor)
+    assert "match_prob" in stroke.expressionString()
+    # A style the user stored as the default is kept on later runs.
+    points.setLabelsEnabled(False)
+    assert points.saveStyleToDatabase("mine", "", True, "") == ""
+    QgsProject.instance().removeAllMapLayers()
+    OutcomeHandler(MockMessageBar()).add_results(request, localization)
+    (again,) = QgsProject.instance().mapLayersByName("GLEAM localizations")
+    assert not again.labelsEnabled()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from gleam_geo_qgis.layers import RESULT_FIELDS
 from gleam_geo_qgis.parameters import IndexParameters, LocalizeParameters
-from gleam_geo_qgis.settings import PluginSettings, WorkerSpec
+from gleam_geo_qgis.settings import PluginSettings, WorkerSpec, resolve_worker
 from gleam_geo_qgis.task_results import TaskCancelled, TaskFailed, TaskSuccess
 from gleam_geo_qgis.tasks import WorkerTask
 from plugin_test_utils import MAX_ERROR_M, distance_m, is_null, wait_for
@@ -137,3 +137,54 @@ def test_worker_task_reports_success_directly(worker_spec):
     task.finished(task.run())
     (outcome,) = outcomes
     assert isinstance(outcome, TaskSuccess) and outcome.result["pong"] is True
+
+
+def _ping(plugin) -> int:
+    outcome = _run(plugin, plugin._start(WorkerTask("ping", resolve_worker(), "ping", {})))
+    assert isinstance(outcome, TaskSuccess), outcome
+    return outcome.result["pid"]
+
+
+def test_tasks_reuse_one_worker_until_the_python_changes_or_the_plugin_unloads(plugin, tmp_path):
+    first = _ping(plugin)
+    assert _ping(plugin) == first  # kept between runs
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec {resolve_worker().python} "$@"\n')
+    wrapper.chmod(0o755)
+    PluginSettings(python=str(wrapper), results_gpkg=str(tmp_path / "results" / "gleam.gpkg")).save()
+    second = _ping(plugin)
+    assert second != first and wait_for(lambda: not _alive(first), 10)
+    plugin.unload()
+    assert wait_for(lambda: not _alive(second), 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+EXPLANATION_FIELDS = ("verdict", "explanation", "explanation_model", "language", "explanation_figure")
+
+
+@pytest.mark.parametrize("explain", [True, False], ids=["explain", "no_explain"])
+def test_localize_task_fills_explanations_only_when_asked(plugin, kampala_index, query_crop, explain):
+    parameters = LocalizeParameters(
+        images=(query_crop["path"],), index_dir=kampala_index["path"], top_k=3, explain=explain
+    )
+    outcome = _run(plugin, plugin.start_localize(parameters))
+    assert isinstance(outcome, TaskSuccess), getattr(outcome, "message", outcome)
+    assert not outcome.result["notes"], outcome.result["notes"]  # the library took every option
+    (points,) = QgsProject.instance().mapLayersByName("GLEAM localizations")
+    best = min(points.getFeatures(), key=lambda feature: feature["rank"])
+    if explain:
+        for name in EXPLANATION_FIELDS:
+            assert not is_null(best[name]) and best[name] != "", name
+        assert isinstance(best["verdict"], bool) and best["language"] == "en"
+        figure = Path(best["explanation_figure"])
+        assert figure.is_file() and figure.parent == outcome.request.figure_dir
+    else:
+        for feature in points.getFeatures():
+            assert all(is_null(feature[name]) for name in EXPLANATION_FIELDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 from gleam_geo_qgis.worker_client import (
     WorkerCancelled,
     WorkerClient,
+    WorkerPool,
     WorkerRequestError,
     WorkerStartError,
     redact,
@@ -107,3 +109,42 @@ def test_clean_staging_removes_partial_builds_and_restores_a_replaced_index(tmp_
     staging_dir(target).mkdir()
     clean_staging("localize", {"index": str(target)})  # other methods write no index
     assert staging_dir(target).exists()
+
+
+def _wait_dead(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def test_pool_keeps_one_worker_and_replaces_it_when_needed(worker_spec, tmp_path):
+    python, pythonpath = worker_spec.python, worker_spec.pythonpath
+    pool = WorkerPool()
+    with pool.lease(python, pythonpath) as client:
+        kept = client.call("ping")["pid"]
+    with pool.lease(python, pythonpath) as client:
+        assert client.call("ping")["pid"] == kept  # reused, not restarted
+    with pool.lease(python, pythonpath) as busy, pool.lease(python, pythonpath) as other:
+        assert busy.pid == kept and other.pid != kept  # no queueing behind a running request
+        private = other.pid
+    assert _wait_dead(private) and pool.pid == kept
+    with pytest.raises(WorkerRequestError), pool.lease(python, pythonpath) as client:
+        client.call("index_info", {"index": "/nonexistent/gleam_index"})
+    assert pool.pid == kept  # an error answer keeps the worker
+    os.kill(kept, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pool.pid is not None and time.monotonic() < deadline:  # pool.pid polls (and reaps) it
+        time.sleep(0.05)
+    assert pool.pid is None
+    with pool.lease(python, pythonpath) as client:
+        restarted = client.call("ping")["pid"]
+    assert restarted != kept
+    wrapper = tmp_path / "python"  # another Python setting, same interpreter
+    wrapper.write_text(f'#!/bin/sh\nexec {python} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    with pool.lease(str(wrapper), pythonpath) as client:
+        switched = client.call("ping")["pid"]
+    assert switched != restarted and _wait_dead(restarted)
+    pool.close()
+    assert pool.pid is None and _wait_dead(switched)

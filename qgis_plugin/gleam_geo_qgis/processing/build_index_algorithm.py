@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterString,
@@ -19,7 +20,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..parameters import IndexParameters, ParameterError
-from .common import CANCELLED, gleam_icon, layer_file, run_worker
+from .common import CANCELLED, GROUP, GROUP_ID, gleam_icon, layer_file, run_worker
 
 __all__ = ["BuildIndexAlgorithm"]
 
@@ -42,14 +43,36 @@ class BuildIndexAlgorithm(QgsProcessingAlgorithm):
         """Return the name shown in the toolbox."""
         return "Build GLEAM index"
 
+    def group(self) -> str:
+        """Return the toolbox group."""
+        return GROUP
+
+    def groupId(self) -> str:
+        """Return the toolbox group id."""
+        return GROUP_ID
+
+    def tags(self) -> list[str]:
+        """Return search words for the toolbox."""
+        return ["index", "embedding", "faiss", "raster", "chips", "gleam"]
+
+    def shortDescription(self) -> str:
+        """Return the one-line description shown in the toolbox and the Modeler."""
+        return "Indexes reference rasters so that Localize photos can search them quickly."
+
     def shortHelpString(self) -> str:
         """Return the help shown beside the dialog."""
         return (
             "Cuts the rasters into chips, embeds them with the GLEAM encoder and stores them in an "
-            "index folder that Localize photos can search. With 'Add to an existing index' the rasters "
-            "are added to the index in the output folder (rasters already in it are skipped). The work "
-            "runs in the GLEAM worker Python (see Plugins > GLEAM > GLEAM settings); a cancelled build "
-            "leaves no index behind."
+            "index folder that <i>Localize photos</i> can search (in a model, connect this algorithm's "
+            "index folder to its <b>Index folder</b> input).<h3>Parameters</h3><ul>"
+            "<li><b>Reference rasters</b>: georeferenced GeoTIFFs or other local raster files.</li>"
+            "<li><b>Add to an existing index</b>: add the rasters to the index in the output folder "
+            "(rasters already in it are skipped).</li>"
+            "<li><b>Replace an existing index</b>: overwrite a non-empty output folder.</li>"
+            "<li><b>FAISS index type</b>: a FAISS factory string; <i>Flat</i> searches exactly.</li></ul>"
+            "<h3>Outputs</h3>The index folder and its number of chips. The work runs in the GLEAM "
+            "worker Python (Plugins &gt; GLEAM &gt; GLEAM settings); a cancelled build leaves no index "
+            "behind."
         )
 
     def icon(self) -> QIcon:
@@ -67,7 +90,9 @@ class BuildIndexAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterBoolean(self.UPDATE, "Add to an existing index", False))
         self.addParameter(QgsProcessingParameterBoolean(self.OVERWRITE, "Replace an existing index", False))
-        self.addParameter(QgsProcessingParameterString(self.FACTORY, "FAISS index type", "Flat"))
+        factory = QgsProcessingParameterString(self.FACTORY, "FAISS index type", "Flat")
+        factory.setFlags(factory.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(factory)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Index folder"))
         self.addOutput(QgsProcessingOutputNumber(self.CHIPS, "Chips in the index"))
 

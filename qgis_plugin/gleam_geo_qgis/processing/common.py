@@ -18,12 +18,23 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..settings import PluginSettings, resolve_worker
-from ..worker_client import WorkerCancelled, WorkerClient, WorkerError
+from ..worker_client import SHARED_WORKERS, WorkerCancelled, WorkerError
 
-__all__ = ["CANCELLED", "StyleResults", "gleam_icon", "layer_file", "run_worker", "style_on_load"]
+__all__ = [
+    "CANCELLED",
+    "GROUP",
+    "GROUP_ID",
+    "StyleResults",
+    "gleam_icon",
+    "layer_file",
+    "run_worker",
+    "style_on_load",
+]
 
 CANCELLED = object()
 """Returned by :func:`run_worker` when the user cancelled the algorithm."""
+GROUP = "Photo localization"
+GROUP_ID = "photo_localization"
 
 
 def gleam_icon() -> QIcon:
@@ -57,7 +68,7 @@ def run_worker(method: str, params: dict[str, Any], feedback: QgsProcessingFeedb
 
     """
     settings = PluginSettings.load()
-    worker = resolve_worker(settings)
+    worker = resolve_worker(settings, explain=bool(params.get("explain")))
     if settings.device and "device" not in params and method in ("build_index", "localize"):
         params = {**params, "device": settings.device}
     stage = {"name": ""}
@@ -76,7 +87,9 @@ def run_worker(method: str, params: dict[str, Any], feedback: QgsProcessingFeedb
             feedback.setProgress(100.0 * done / total)
 
     try:
-        with WorkerClient(worker.python, pythonpath=worker.pythonpath, on_stderr=stderr.put) as client:
+        with SHARED_WORKERS.lease(
+            worker.python, worker.pythonpath, worker.env, on_stderr=stderr.put
+        ) as client:
             feedback.pushInfo(f"GLEAM worker: {worker.python} (pid {client.pid})")
             return client.call(method, params, on_progress=on_progress, is_cancelled=feedback.isCanceled)
     except WorkerCancelled:

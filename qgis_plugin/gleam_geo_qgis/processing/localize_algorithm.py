@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
@@ -26,8 +27,9 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..layers import features_from_result, result_fields, results_crs
-from ..parameters import MODALITIES, LocalizeParameters, ParameterError, Region
-from .common import CANCELLED, gleam_icon, layer_file, run_worker, style_on_load
+from ..parameters import EXPLAIN_BACKENDS, LANGUAGES, MODALITIES, LocalizeParameters, ParameterError, Region
+from ..settings import PluginSettings
+from .common import CANCELLED, GROUP, GROUP_ID, gleam_icon, layer_file, run_worker, style_on_load
 
 __all__ = ["LocalizeAlgorithm"]
 
@@ -44,6 +46,8 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
     TOP_K = "TOP_K"
     REFINE = "REFINE"
     EXPLAIN = "EXPLAIN"
+    EXPLAIN_BACKEND = "EXPLAIN_BACKEND"
+    LANGUAGE = "LANGUAGE"
     CHIP_FOLDER = "CHIP_FOLDER"
     OUTPUT = "OUTPUT"
     FOOTPRINTS = "FOOTPRINTS"
@@ -57,15 +61,41 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
         """Return the name shown in the toolbox."""
         return "Localize photos"
 
+    def group(self) -> str:
+        """Return the toolbox group."""
+        return GROUP
+
+    def groupId(self) -> str:
+        """Return the toolbox group id."""
+        return GROUP_ID
+
+    def tags(self) -> list[str]:
+        """Return search words for the toolbox."""
+        return ["geolocation", "photo", "drone", "uav", "street view", "image matching", "gleam"]
+
+    def shortDescription(self) -> str:
+        """Return the one-line description shown in the toolbox and the Modeler."""
+        return "Finds where photos were taken by matching them against reference imagery."
+
     def shortHelpString(self) -> str:
         """Return the help shown beside the dialog."""
         return (
             "Finds where each query photo was taken by matching it against the reference rasters "
-            "(indexed on the fly and cached) or an index folder built with Build GLEAM index. Writes the "
-            "top-K candidate positions per photo as points (score, rank, chip, source raster, model; "
-            "match probability, heading and explanation when the library provides them) and optionally "
-            "the matched chips' footprints. Limit the search with an extent or polygons (those need an "
-            "index folder). Runs in the GLEAM worker Python (Plugins > GLEAM > GLEAM settings)."
+            "(indexed on the fly and cached) or an index folder built with <i>Build GLEAM index</i>, and "
+            "writes the top-K candidate positions per photo as points, optionally with the matched "
+            "chips' footprints.<h3>Parameters</h3><ul>"
+            "<li><b>Query photos</b>: image files (JPEG, PNG, TIFF); many are run in one batch.</li>"
+            "<li><b>Reference rasters</b> or <b>Index folder</b>: where to search; give one of them.</li>"
+            "<li><b>Search only in this extent</b> / <b>polygons</b>: limit the search (needs an index "
+            "folder).</li>"
+            "<li><b>Modality</b>: what the photos show; <i>auto</i> lets the library decide.</li>"
+            "<li><b>Refine</b>: estimate heading, error radius and match probability.</li>"
+            "<li><b>Explain</b>: add a verdict, an explanation and a figure (photo beside chip) to the "
+            "best candidates, with the explainer and language of the advanced parameters.</li></ul>"
+            "<h3>Outputs</h3>Points in EPSG:4326 with rank, score, match probability, heading, error "
+            "radius, chip, source raster, model and the explanation fields; a field the library does not "
+            "fill stays NULL. The work runs in the GLEAM worker Python (Plugins &gt; GLEAM &gt; GLEAM "
+            "settings); cancelling stops it."
         )
 
     def icon(self) -> QIcon:
@@ -116,17 +146,25 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterBoolean(self.REFINE, "Refine (when the library offers it)", True)
         )
-        self.addParameter(
-            QgsProcessingParameterBoolean(self.EXPLAIN, "Explain (when the library offers it)", False)
+        self.addParameter(QgsProcessingParameterBoolean(self.EXPLAIN, "Explain the best matches", False))
+        backend = QgsProcessingParameterEnum(
+            self.EXPLAIN_BACKEND,
+            "Explainer",
+            ["as in GLEAM settings", *EXPLAIN_BACKENDS],
+            defaultValue=0,
         )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.CHIP_FOLDER,
-                "Folder for matched-chip images",
-                QgsProcessingParameterFile.Folder,
-                optional=True,
-            )
+        language = QgsProcessingParameterEnum(
+            self.LANGUAGE, "Explanation language", ["as in GLEAM settings", *LANGUAGES], defaultValue=0
         )
+        chip_folder = QgsProcessingParameterFile(
+            self.CHIP_FOLDER,
+            "Folder for matched-chip images and explanation figures",
+            QgsProcessingParameterFile.Folder,
+            optional=True,
+        )
+        for advanced in (backend, language, chip_folder):
+            advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, "GLEAM localizations", QgsProcessing.TypeVectorPoint
@@ -159,6 +197,16 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
         crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
         return Region(QgsGeometry.fromRect(extent).asWkt(), crs.authid() or crs.toWkt())
 
+    def _explainer(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, str]:
+        """Return the explainer backend and language: the parameters', else GLEAM settings'."""
+        settings = PluginSettings.load().with_defaults()
+        backend = self.parameterAsEnum(parameters, self.EXPLAIN_BACKEND, context)
+        language = self.parameterAsEnum(parameters, self.LANGUAGE, context)
+        return {
+            "explain_backend": EXPLAIN_BACKENDS[backend - 1] if backend else settings.explain_backend,
+            "language": LANGUAGES[language - 1] if language else settings.language,
+        }
+
     def processAlgorithm(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
@@ -176,11 +224,13 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
                 top_k=self.parameterAsInt(parameters, self.TOP_K, context),
                 refine=self.parameterAsBoolean(parameters, self.REFINE, context),
                 explain=self.parameterAsBoolean(parameters, self.EXPLAIN, context),
+                **self._explainer(parameters, context),
             )
         except ParameterError as exc:
             raise QgsProcessingException(str(exc)) from None
         chip_folder = self.parameterAsFile(parameters, self.CHIP_FOLDER, context) or None
-        result = run_worker("localize", request.to_params(chip_dir=chip_folder), feedback)
+        params = request.to_params(chip_dir=chip_folder, figure_dir=chip_folder)
+        result = run_worker("localize", params, feedback)
         if result is CANCELLED:
             return {}
         for failure in result.get("failed") or []:

@@ -159,7 +159,8 @@ class GleamDock(QgsDockWidget):
         self.top_k.setValue(10)
         self.refine = QCheckBox("Refine (heading, error radius, match probability)", box)
         self.refine.setChecked(True)
-        self.explain = QCheckBox("Explain each match", box)
+        self.explain = QCheckBox(box)
+        self.show_explainer("evidence")
         self.footprints = QCheckBox("Add a footprints layer", box)
         self.footprints.setChecked(True)
         form.addRow("Modality", self.modality)
@@ -192,6 +193,14 @@ class GleamDock(QgsDockWidget):
         self.localize_button.clicked.connect(self._request_localize)
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
         return layout
+
+    def show_explainer(self, backend: str) -> None:
+        """Name the explainer backend (chosen in GLEAM settings) beside the explain checkbox."""
+        self.explain.setText(f"Explain the best matches ({backend})")
+        self.explain.setToolTip(
+            "Adds a verdict, an explanation and a figure (photo beside chip) to the top candidates; "
+            "choose the explainer and language in GLEAM settings"
+        )
 
     def _update_enabled(self) -> None:
         self.region_layer.setEnabled(self.region_mode.currentData() == REGION_POLYGONS)

@@ -1,7 +1,9 @@
-"""GLEAM settings: which Python runs the worker, where results go, and a check that it works.
+"""GLEAM settings: the worker Python, where results go, how matches are explained, a check.
 
 "Check environment" asks the worker for its ``environment`` in a background task and
-shows the Python, gleam_geo, torch and faiss versions and the device it would use.
+shows the Python, gleam_geo, torch and faiss versions and the device it would use. The
+``openai`` explainer's API key is never typed here: it comes from a QGIS authentication
+configuration (chosen here, stored encrypted by QGIS) or from the environment.
 """
 
 from __future__ import annotations
@@ -10,26 +12,34 @@ import html
 from typing import Any
 
 from qgis.core import QgsApplication
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsAuthConfigSelect, QgsFileWidget
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QGroupBox,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
-from ..settings import PluginSettings, WorkerSpec, resolve_worker
+from ..parameters import EXPLAIN_BACKENDS, LANGUAGES
+from ..settings import PluginSettings, WorkerSpec, api_key_source, resolve_worker
 from ..task_results import TaskCancelled, TaskFailed, TaskOutcome, TaskSuccess
 from ..tasks import WorkerTask
 
 __all__ = ["SettingsDialog", "describe_environment"]
 
 DEVICES = ("", "cpu", "cuda")
+BACKEND_NAMES = {
+    "evidence": "evidence (offline, from the measured match)",
+    "openai": "openai (an OpenAI-compatible endpoint)",
+}
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
 
 
 def describe_environment(info: dict[str, Any]) -> str:
@@ -75,6 +85,7 @@ class SettingsDialog(QDialog):
         for value in DEVICES:
             self.device.addItem(value or "automatic", value)
         self.device.setCurrentIndex(max(0, self.device.findData(self.settings.device)))
+        explanations = self._explanations_box()
         self.check_button = QPushButton("Check environment", self)
         self.report = QTextBrowser(self)
         self.report.setMinimumHeight(170)
@@ -87,6 +98,7 @@ class SettingsDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, parent=self)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(explanations)
         layout.addWidget(self.check_button)
         layout.addWidget(self.report)
         layout.addWidget(buttons)
@@ -94,12 +106,58 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.check_button.clicked.connect(self.check_environment)
 
+    def _explanations_box(self) -> QGroupBox:
+        settings = self.settings.with_defaults()
+        box = QGroupBox("Explanations", self)
+        form = QFormLayout(box)
+        self.explain_backend = QComboBox(box)
+        for backend in EXPLAIN_BACKENDS:
+            self.explain_backend.addItem(BACKEND_NAMES.get(backend, backend), backend)
+        self.explain_backend.setCurrentIndex(max(0, self.explain_backend.findData(settings.explain_backend)))
+        self.language = QComboBox(box)
+        for code in LANGUAGES:
+            self.language.addItem(LANGUAGE_NAMES.get(code, code), code)
+        self.language.setCurrentIndex(max(0, self.language.findData(settings.language)))
+        self.llm_base_url = QLineEdit(settings.llm_base_url, box)
+        self.llm_base_url.setPlaceholderText("https://api.openai.com/v1 or http://localhost:8000/v1")
+        self.llm_model = QLineEdit(settings.llm_model, box)
+        self.llm_model.setPlaceholderText("e.g. gpt-4o-mini")
+        self.llm_auth = QgsAuthConfigSelect(box)
+        self.llm_auth.setConfigId(settings.llm_authcfg)
+        self.key_source = QLabel(box)
+        self.key_source.setWordWrap(True)
+        form.addRow("Explainer", self.explain_backend)
+        form.addRow("Language", self.language)
+        form.addRow("Base URL", self.llm_base_url)
+        form.addRow("Model", self.llm_model)
+        form.addRow("API key", self.llm_auth)
+        form.addRow(self.key_source)
+        self.explain_backend.currentIndexChanged.connect(self._update_explainer)
+        self.llm_auth.selectedConfigIdChanged.connect(self._update_explainer)
+        self._update_explainer()
+        return box
+
+    def _update_explainer(self, *_args: object) -> None:
+        endpoint = self.explain_backend.currentData() == "openai"
+        for widget in (self.llm_base_url, self.llm_model, self.llm_auth):
+            widget.setEnabled(endpoint)
+        source = api_key_source(self.edited_settings()) if endpoint else "not needed"
+        self.key_source.setText(
+            f"<small>API key: {html.escape(source)}. Store it in a QGIS authentication configuration "
+            "(Basic: the key as password) or set GLEAM_GEO_LLM_API_KEY before starting QGIS.</small>"
+        )
+
     def edited_settings(self) -> PluginSettings:
         """Return the settings as currently entered."""
         return PluginSettings(
             python=self.python.filePath().strip(),
             results_gpkg=self.results.filePath().strip(),
             device=self.device.currentData() or "",
+            explain_backend=self.explain_backend.currentData(),
+            language=self.language.currentData(),
+            llm_base_url=self.llm_base_url.text().strip(),
+            llm_model=self.llm_model.text().strip(),
+            llm_authcfg=self.llm_auth.configId(),
         )
 
     def worker(self) -> WorkerSpec:
@@ -108,7 +166,8 @@ class SettingsDialog(QDialog):
 
     def environment_task(self) -> WorkerTask:
         """Create (not start) the task that asks the worker for its environment."""
-        task = WorkerTask("GLEAM: check worker environment", self.worker(), "environment", {})
+        # A worker of its own: the check starts the entered Python afresh, saved or not.
+        task = WorkerTask("GLEAM: check worker environment", self.worker(), "environment", {}, pool=None)
         task.completed.connect(self.show_outcome)
         return task
 

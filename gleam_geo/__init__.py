@@ -19,6 +19,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # Public name -> module that defines it, imported on first access (PEP 562).
 _LAZY: dict[str, str] = {
     "localize": "gleam_geo.api",
+    "explain": "gleam_geo.explain",
     "build_index": "gleam_geo.api",
     "GeoIndex": "gleam_geo.index",
     "RasterCatalog": "gleam_geo.raster",
@@ -34,6 +35,7 @@ __all__ = ["__version__", *_error_names, *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     # ruff: noqa: F401  (names re-exported lazily through __getattr__)
     from .api import build_index, localize
+    from .explain import explain
     from .index import GeoIndex
     from .io import load_image, write_results
     from .models import get_encoder, list_encoders

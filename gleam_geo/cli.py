@@ -72,6 +72,13 @@ _encoder_option = click.option(
 )
 _device_option = click.option("--device", default=None, help="cpu, cuda or mps (default: automatic).")
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+_language_option = click.option(
+    "--language",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Explanation language.",
+)
 
 
 @index.command("build")
@@ -214,6 +221,14 @@ def index_info(index_dir: str, as_json: bool) -> None:
     default=None,
     help="Write results (.gpkg, .geojson, .parquet or .csv).",
 )
+@click.option("--explain", is_flag=True, help="Explain the top candidates: same place or not, and why.")
+@_language_option
+@click.option(
+    "--explain-backend",
+    default=None,
+    help="evidence, openai, transformers or auto (default: auto, i.e. openai when "
+    "GLEAM_GEO_LLM_BASE_URL is set, else evidence).",
+)
 @_encoder_option
 @_device_option
 @_quiet_option
@@ -227,6 +242,9 @@ def localize_command(
     modality: str,
     top_k: int,
     out_path: str | None,
+    explain: bool,
+    language: str,
+    explain_backend: str | None,
     encoder: str | None,
     device: str | None,
     quiet: bool,
@@ -237,6 +255,7 @@ def localize_command(
     Examples:
       gleam-geo localize drone.jpg --index my_index --top-k 5 -o hits.gpkg
       gleam-geo localize a.jpg b.jpg --raster ortho.tif --bbox 32.58 0.33 32.59 0.34
+      gleam-geo localize drone.jpg --index my_index --explain --language zh
     """
     import geopandas as gpd
     import pandas as pd
@@ -267,6 +286,9 @@ def localize_command(
                     encoder=encoder,
                     device=device,
                     progress=callback,
+                    explain=explain,
+                    language=language,
+                    explain_backend=explain_backend,
                 )
             )
     finally:
@@ -275,10 +297,94 @@ def localize_command(
     table = results.drop(columns=["footprint"]).assign(
         x=results.geometry.x.round(6), y=results.geometry.y.round(6)
     )
-    click.echo(table.drop(columns="geometry").to_string(index=False))
+    wordy = [name for name in ("explanation", "figure_path") if name in table.columns]
+    click.echo(table.drop(columns=["geometry", *wordy]).to_string(index=False))
+    if explain:
+        for row in results.dropna(subset=["explanation"]).itertuples():
+            click.echo(f"\n#{row.rank} {row.chip_id}: {row.explanation}\n  figure: {row.figure_path}")
     if out_path:
         write_results(results, out_path)
         click.echo(f"wrote {len(results)} candidates to {out_path}")
+
+
+@main.command("explain")
+@click.argument("query", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--index",
+    "index_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Index of the chip.",
+)
+@click.option(
+    "--chip-id", required=True, help="Id of the chip to compare with (a localize result's chip_id)."
+)
+@_language_option
+@click.option("--backend", default=None, help="evidence, openai, transformers or auto (default: auto).")
+@click.option(
+    "--figure",
+    "figure_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the figure (PNG) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation and its evidence as JSON.")
+@_user_errors
+def explain_command(
+    query: str,
+    index_dir: str,
+    chip_id: str,
+    language: str,
+    backend: str | None,
+    figure_path: str | None,
+    as_json: bool,
+) -> None:
+    """Say whether QUERY shows the place of one indexed chip, and why.
+
+    \b
+    Examples:
+      gleam-geo explain drone.jpg --index my_index --chip-id 3f2a9c1e5b7d0a44
+      gleam-geo explain drone.jpg --index my_index --chip-id 3f2a9c1e5b7d0a44 --language zh --figure pair.png
+    """
+    import os
+    import tempfile
+
+    from .explain import explain
+    from .index import GeoIndex
+
+    geo_index = GeoIndex.open(index_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        result = explain(
+            query,
+            {"chip_id": chip_id},
+            language=language,
+            backend=backend,
+            index=geo_index,
+            figure_dir=scratch if figure_path else None,
+        )
+        if figure_path and result.figure is not None:
+            Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(result.figure, figure_path)
+            result.figure = Path(figure_path)
+    if as_json:
+        from .results_geojson import json_safe
+
+        payload = {
+            "verdict": result.verdict,
+            "confidence": result.confidence,
+            "explanation": result.reasoning,
+            "language": result.language,
+            "explanation_model": result.model,
+            "figure_path": str(result.figure) if result.figure else None,
+            "evidence": result.evidence.to_dict() if result.evidence else None,
+        }
+        click.echo(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
+        return
+    verdict = "same place" if result.verdict else "different place"
+    click.echo(f"{verdict} ({result.confidence:.0%}, {result.model})")
+    click.echo(result.reasoning)
+    if result.figure is not None:
+        click.echo(f"figure: {result.figure}")
 
 
 @main.command("demo")
@@ -324,9 +430,8 @@ def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: 
     "--data",
     "data_dir",
     type=click.Path(exists=True, file_okay=False),
-    default="../shared/data",
-    show_default=True,
-    help="Folder of the sample rasters.",
+    default=None,
+    help="Folder of the sample rasters (default: $GLEAM_GEO_DATA or ../shared/data).",
 )
 @click.option(
     "--indexes",
@@ -358,7 +463,7 @@ def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: 
 @_quiet_option
 @_user_errors
 def eval_command(
-    data_dir: str,
+    data_dir: str | None,
     index_dir: str,
     out_dir: str,
     suites: tuple[str, ...],
@@ -376,13 +481,14 @@ def eval_command(
       gleam-geo eval --data ../shared/data --out eval_output
       gleam-geo eval --suite uav_tilt30 --suite cross_time --count 10
     """
+    from .demo import find_sample_data
     from .evaluation import SUITES, evaluate
 
     callback, close = _progress(quiet)
     try:
         report = evaluate(
             list(suites) or list(SUITES),
-            data_dir,
+            find_sample_data(Path(data_dir) if data_dir else None, rasters=()),
             index_dir,
             out_dir,
             seed=seed,

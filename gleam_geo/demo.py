@@ -52,7 +52,7 @@ def find_sample_data(data_dir: Path | None = None, rasters: tuple[str, ...] = DE
         Path(__file__).resolve().parents[2] / "shared" / "data",
     ]
     for candidate in candidates:
-        if candidate and all((candidate / name).is_file() for name in rasters):
+        if candidate.is_dir() and all((candidate / name).is_file() for name in rasters):
             return candidate
     raise SampleDataNotFoundError(
         f"sample rasters not found (looked in {', '.join(str(c) for c in candidates)}); "

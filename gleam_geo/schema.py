@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "RESULT_COLUMNS", "CORE_COLUMNS", "REFINE_COLUMNS", "column_names"]
+__all__ = ["Column", "RESULT_COLUMNS", "CORE_COLUMNS", "EXPLAIN_COLUMNS", "REFINE_COLUMNS", "column_names"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,16 @@ Refined candidates carry the projected query centre as ``geometry`` and its outl
 
 RESULT_COLUMNS: tuple[Column, ...] = CORE_COLUMNS + REFINE_COLUMNS
 """All results columns, in the order they are written."""
+
+EXPLAIN_COLUMNS: tuple[Column, ...] = (
+    Column("verdict", "bool", "explainer's verdict: true when the photo and the chip show the same place"),
+    Column("explanation", "str", "why, in words a person can check against the figure"),
+    Column("explanation_model", "str", "explainer that wrote it, e.g. evidence-v1 or openai:gpt-4o"),
+    Column("language", "str", "language of the explanation: en or zh"),
+    Column("figure_path", "str", "PNG of the photo and the chip side by side, matches and outline drawn"),
+)
+"""Columns ``localize(..., explain=True)`` adds after :data:`RESULT_COLUMNS`; null for the rows
+that were not explained (all but the first ``explain_top_k``)."""
 
 
 def column_names(columns: tuple[Column, ...] = RESULT_COLUMNS) -> list[str]:

@@ -570,6 +570,15 @@ class GeoIndex:
             )
         return table_to_geodataframe(self._sidecar.read_rows(array), array)
 
+    def ids_of(self, chip_ids: Sequence[str]) -> np.ndarray:
+        """Vector ids of ``chip_ids``, in the given order; ``-1`` for a chip id not in the index."""
+        wanted = pa.array([str(chip_id) for chip_id in chip_ids], pa.string())
+        found = pc.index_in(self._sidecar.column("chip_id"), value_set=wanted).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(~np.isnan(found.astype(np.float64)))
+        out = np.full(len(wanted), -1, dtype=np.int64)
+        out[found[rows].astype(np.int64)] = rows
+        return out
+
     def _as_vectors(self, array: np.ndarray, what: str) -> np.ndarray:
         """Return ``array`` as C-contiguous float32 ``(N, D)``, checked against the index dim."""
         vectors = np.ascontiguousarray(array, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""GLEAM-X training: build explained (query view, satellite chip) pairs, fine-tune on them, evaluate."""

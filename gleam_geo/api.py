@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from .records import VIEWS, View
 from .schema import CORE_COLUMNS, REFINE_COLUMNS, column_names
 
 if TYPE_CHECKING:
+    from .explain import Explainer
     from .refine import Refinement, Refiner
 
 __all__ = ["add_to_index", "build_index", "cached_index", "default_cache_dir", "localize", "resolve_modality"]
@@ -252,6 +255,11 @@ def localize(
     refine_top_k: int = 5,
     rotations: int = 4,
     refiner: Refiner | None = None,
+    explain: bool = False,
+    language: str = "en",
+    explain_backend: str | Explainer | None = None,
+    explain_top_k: int = 3,
+    figure_dir: PathLike | None = None,
 ) -> gpd.GeoDataFrame:
     """Find where ``image`` was taken: ranked, georeferenced candidates.
 
@@ -274,21 +282,38 @@ def localize(
         progress: progress callback for index building.
         refine: verify the best candidates by local feature matching against the source
             rasters, place the query precisely and re-rank by ``match_prob``.
-        refine_top_k: how many retrieved candidates are refined.
+        refine_top_k: how many retrieved candidates are refined at most; the default refiner
+            stops at the first whose ``match_prob`` reaches its ``stop_prob`` (0.95), and the
+            candidates after it keep ``match_prob`` NaN.
         rotations: with ``refine``, the query is also searched turned by this many evenly
             spaced angles (best score per chip), so retrieval copes with any heading.
         refiner: a configured :class:`~gleam_geo.refine.Refiner` (matcher, calibration).
+        explain: say for the first ``explain_top_k`` candidates whether the photo and the
+            chip show the same place, and why (see :func:`gleam_geo.explain`).
+        language: language of the explanations, "en" or "zh".
+        explain_backend: explainer name ("evidence", "openai", "transformers", "auto") or
+            instance; ``None`` is "auto": an OpenAI-compatible endpoint when
+            ``GLEAM_GEO_LLM_BASE_URL`` is set, else the offline evidence explainer.
+        explain_top_k: how many candidates are explained.
+        figure_dir: where the explanation figures (PNG) go; default: ``explanations/figures``
+            under :func:`default_cache_dir`.
 
     Returns:
         A GeoDataFrame sorted by rank with columns ``rank``, ``score``, ``geometry`` (best
         point estimate), ``footprint`` (polygon), ``chip_id``, ``source``, ``modality``,
         ``model`` and ``query_path``; with ``refine`` also ``match_prob``, ``heading_deg``,
-        ``error_radius_m``, ``gsd_m`` and ``inliers`` (see :mod:`gleam_geo.schema`).
+        ``error_radius_m``, ``gsd_m`` and ``inliers``; with ``explain`` also ``verdict``,
+        ``explanation``, ``explanation_model``, ``language`` and ``figure_path`` (see
+        :mod:`gleam_geo.schema`).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if refine and refine_top_k < 1:
         raise ValueError(f"refine_top_k must be at least 1, got {refine_top_k}")
+    if explain:
+        from .explain import check_language
+
+        check_language(language)
     query = load_image(image)
     search_region = None
     if isinstance(region, GeoIndex) or (
@@ -313,11 +338,27 @@ def localize(
     geo_index.check_model(enc.model_id, enc.checksum)
     view = resolve_modality(modality, query.pixels)
     out_crs = _region_crs(region, crs)
+    if explain:
+        from .explain import explain_results, keeping_images
+
+        explain_options = {
+            "language": language,
+            "backend": explain_backend,
+            "top_k": explain_top_k,
+            "figure_dir": figure_dir,
+            "cache_dir": Path(cache_dir) / "explanations" if cache_dir is not None else None,
+        }
     if not refine:
         vector = enc.embed_images([query.pixels], view)
         scores, ids = geo_index.search(vector.astype(np.float32), top_k, region=search_region)
         keep = ids[0] >= 0
-        return _candidates(geo_index, scores[0][keep], ids[0][keep], view, enc.model_id, query.path, out_crs)
+        results = _candidates(
+            geo_index, scores[0][keep], ids[0][keep], view, enc.model_id, query.path, out_crs
+        )
+        if not explain:
+            return results
+        chips = geo_index.chips(ids[0][keep].tolist())
+        return explain_results(results, query.pixels, chips, {}, **explain_options, refiner=refiner)
     from .refine import Refiner, search_rotations
 
     found_scores, found_ids = search_rotations(
@@ -331,8 +372,15 @@ def localize(
     )
     results = _candidates(geo_index, found_scores, found_ids, view, enc.model_id, query.path, out_crs)
     chips = geo_index.chips(found_ids[:refine_top_k].tolist())
-    refinements = (refiner or Refiner()).refine(query.pixels, chips, found_scores[:refine_top_k])
-    return _apply_refinements(results, refinements).head(top_k)
+    refiner = keeping_images(refiner) if explain else (refiner or Refiner())
+    refinements = refiner.refine(query.pixels, chips, found_scores[:refine_top_k])
+    results = _apply_refinements(results, refinements).head(top_k)
+    if not explain:
+        return results
+    kept = dict(zip(chips["chip_id"].astype(str), refinements, strict=False))  # refining may stop early
+    return explain_results(
+        results, query.pixels, geo_index.chips(found_ids.tolist()), kept, **explain_options, refiner=refiner
+    )
 
 
 def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refinement]) -> gpd.GeoDataFrame:
@@ -350,7 +398,7 @@ def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refineme
         projection = refinement.projection
         if projection is None:
             continue
-        to_out = Transformer.from_crs(CRS.from_user_input(refinement.crs), out_crs, always_xy=True)
+        to_out = _transformer(CRS.from_user_input(refinement.crs), out_crs)
         results.iloc[row, results.columns.get_loc("geometry")] = _transform(projection.point, to_out)
         results.iloc[row, results.columns.get_loc("footprint")] = _transform(
             projection.footprint.segmentize(projection.footprint.length / 64), to_out
@@ -368,6 +416,16 @@ def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refineme
     results["rank"] = np.arange(1, len(results) + 1, dtype=np.int32)
     results["inliers"] = results["inliers"].astype(np.int32)
     return results[["rank", "score", "geometry", "footprint", *column_names()[2:]]]
+
+
+def _transformer(source: CRS, target: CRS) -> Transformer:
+    """A cached x/y-order transformer (building one costs tens of milliseconds), one per thread."""
+    return _thread_transformer(source, target, threading.get_ident())
+
+
+@lru_cache(maxsize=64)
+def _thread_transformer(source: CRS, target: CRS, thread: int) -> Transformer:
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
@@ -393,7 +451,7 @@ def _candidates(
     points, footprints = [], []
     for crs_string, wkt in zip(chips["crs"], chips["native_footprint"], strict=True):
         native = shapely.from_wkt(wkt)
-        to_out = Transformer.from_crs(CRS.from_user_input(crs_string), out_crs, always_xy=True)
+        to_out = _transformer(CRS.from_user_input(crs_string), out_crs)
         points.append(_transform(native.centroid, to_out))
         footprints.append(_transform(native.segmentize(native.length / 64), to_out))
     results = gpd.GeoDataFrame(

@@ -20,10 +20,20 @@ __all__ = ["Features", "LocalMatcher", "Matches", "SiftMatcher", "to_gray"]
 
 @dataclass
 class Features:
-    """Keypoints ``(N, 2)`` in pixels and their descriptors ``(N, D)`` float32."""
+    """Keypoints ``(N, 2)`` in pixels and their descriptors ``(N, D)`` float32.
+
+    Attributes:
+        points: keypoint positions, ``x`` right, ``y`` down.
+        descriptors: one row per keypoint.
+        image_size: ``(width, height)`` of the described image (pair matchers need it).
+        views: features of the same image described at other headings (points in this
+            image's pixels), for matchers that are not rotation-invariant; empty otherwise.
+    """
 
     points: np.ndarray
     descriptors: np.ndarray
+    image_size: tuple[int, int] | None = None
+    views: tuple[Features, ...] = ()
 
 
 @dataclass
@@ -49,6 +59,10 @@ class LocalMatcher(Protocol):
 
     def features(self, image: np.ndarray) -> Features:
         """Detect keypoints and describe them in an RGB or grey uint8 image."""
+        ...
+
+    def query_features(self, image: np.ndarray) -> Features:
+        """Features of the query image (may hold several headings as ``views``)."""
         ...
 
     def match(self, query: Features, reference: Features) -> Matches:
@@ -91,6 +105,10 @@ class SiftMatcher:
         descriptors = descriptors / (np.abs(descriptors).sum(axis=1, keepdims=True) + 1e-7)
         points = np.array([kp.pt for kp in keypoints], dtype=np.float32)
         return Features(points, np.sqrt(descriptors).astype(np.float32))
+
+    def query_features(self, image: np.ndarray) -> Features:
+        """The same as :meth:`features`: SIFT is rotation-invariant."""
+        return self.features(image)
 
     def match(self, query: Features, reference: Features) -> Matches:
         """Ratio-test matches from query to reference that are also mutual nearest neighbours."""

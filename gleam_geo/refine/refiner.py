@@ -60,33 +60,44 @@ class Refiner:
     """Re-ranks retrieval candidates by geometric verification against the source rasters.
 
     Args:
-        matcher: local feature backend (default: :class:`SiftMatcher`).
+        matcher: local feature backend, or its name (``sift``, ``xfeat``, ``lightglue``; see
+            :func:`~gleam_geo.refine.learned_matchers.get_matcher`). Default: :class:`SiftMatcher`.
         calibration: match-probability model (default: the shipped one).
         margin: reference patch side over chip side.
         query_max_px: the query is downscaled so its longest side is at most this.
         min_inliers: fewest RANSAC inliers for a verified match.
+        stop_prob: stop refining once a candidate reaches this ``match_prob`` (later candidates
+            are returned unrefined); ``None`` refines every candidate.
         keep_images: keep the patch and inlier points in each result (for plots).
     """
 
     def __init__(
         self,
-        matcher: LocalMatcher | None = None,
+        matcher: LocalMatcher | str | None = None,
         calibration: Calibration | None = None,
         *,
         margin: float = 3.0,
         query_max_px: int = 384,
         min_inliers: int = 8,
+        stop_prob: float | None = 0.95,
         keep_images: bool = False,
     ) -> None:
         if margin < 1:
             raise ValueError(f"margin must be at least 1 (the chip itself), got {margin}")
         if query_max_px < 32:
             raise ValueError(f"query_max_px must be at least 32, got {query_max_px}")
+        if stop_prob is not None and not 0 < stop_prob <= 1:
+            raise ValueError(f"stop_prob must be in (0, 1] or None, got {stop_prob}")
+        if isinstance(matcher, str):
+            from .learned_matchers import get_matcher
+
+            matcher = get_matcher(matcher)
         self.matcher = matcher or SiftMatcher()
         self.calibration = calibration or load_calibration()
         self.margin = margin
         self.query_max_px = query_max_px
         self.min_inliers = min_inliers
+        self.stop_prob = stop_prob
         self.keep_images = keep_images
 
     def _query_features(self, image: np.ndarray) -> tuple[Features, float]:
@@ -96,7 +107,7 @@ class Refiner:
         if factor < 1.0:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return self.matcher.features(image), factor
+        return self.matcher.query_features(image), factor
 
     def refine(self, image: np.ndarray, chips: pd.DataFrame, scores: Sequence[float]) -> list[Refinement]:
         """Refine each chip row (``source``, ``crs``, window, ``gsd_m``) against the query ``image``.
@@ -107,7 +118,8 @@ class Refiner:
             scores: their retrieval scores, same order.
 
         Returns:
-            One :class:`Refinement` per row, in the same order.
+            One :class:`Refinement` per row refined, in the same order: all rows, or the rows
+            up to the first whose ``match_prob`` reaches ``stop_prob``.
         """
         query, factor = self._query_features(image)
         height, width = image.shape[:2]
@@ -146,6 +158,8 @@ class Refiner:
                     patch=self._kept(patch),
                 )
             )
+            if self.stop_prob is not None and results[-1].match_prob >= self.stop_prob:
+                break
         return results
 
     def _kept(self, patch: ReferencePatch) -> ReferencePatch | None:

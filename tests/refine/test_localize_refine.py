@@ -71,3 +71,24 @@ def test_refine_false_keeps_the_retrieval_columns(index):
 def test_bad_refine_arguments_raise(index):
     with pytest.raises(ValueError, match="refine_top_k"):
         gleam_geo.localize(np.zeros((64, 64, 3), np.uint8), index, refine_top_k=0)
+
+
+def test_refiner_stops_at_the_first_confident_candidate(index):
+    from gleam_geo.refine import Refiner
+
+    query = _view(DATA / "kampala" / "kampala_z20.tif", heading=30.0, side=50.0)
+    chips = index.chips(list(range(4)))
+    scores = [0.5] * 4
+    everything = Refiner(stop_prob=None).refine(query.pixels, chips, scores)
+    first_confident = next(i for i, r in enumerate(everything) if r.match_prob >= 0.95)
+    stopped = Refiner(stop_prob=0.95).refine(query.pixels, chips, scores)
+    assert len(stopped) == first_confident + 1 < len(everything)
+    expected = [r.match_prob for r in everything[: len(stopped)]]
+    assert [r.match_prob for r in stopped] == pytest.approx(expected)
+
+
+def test_refiner_rejects_a_bad_stop_prob():
+    from gleam_geo.refine import Refiner
+
+    with pytest.raises(ValueError, match="stop_prob"):
+        Refiner(stop_prob=1.5)

@@ -134,15 +134,14 @@ def _outcome(
     hit = next((i + 1 for i, d in enumerate(distances) if d <= suite.hit_radius_m), None)
     top = results.iloc[0]
     heading_error = abs((top["heading_deg"] - query.true_heading_deg + 180.0) % 360.0 - 180.0)
-    rows, labels = [], []
+    rows, labels, errors, radii = [], [], [], []
     for refinement in refinements:
-        right = (
-            refinement.projection is not None
-            and suite.in_index
-            and _distance(refinement.projection.point, query.true_xy) <= suite.correct_radius_m
-        )
+        projection = refinement.projection
+        error = _distance(projection.point, query.true_xy) if projection and suite.in_index else math.nan
         rows.append(refinement.features)
-        labels.append(int(right))
+        labels.append(int(error <= suite.correct_radius_m))
+        errors.append(error)
+        radii.append(projection.error_radius_m if projection else math.nan)
     return QueryOutcome(
         hit_rank=hit if suite.in_index else None,
         error_m=distances[0],
@@ -153,6 +152,8 @@ def _outcome(
         in_index=suite.in_index,
         calibration_rows=rows,
         calibration_labels=labels,
+        candidate_errors_m=errors,
+        candidate_radii_m=radii,
     )
 
 
@@ -169,6 +170,9 @@ def run_suite(
     progress: ProgressCallback | None = None,
 ) -> tuple[list[QueryOutcome], list[tuple[Query, Refinement]]]:
     """Render the suite's queries (fixed ``seed``), localize each and score it.
+
+    Without ``refiner`` every candidate is refined (no early stop), so calibration sees the
+    wrong-chip pairs too.
 
     Returns:
         The outcomes, and (query, most probable refinement) for the first three queries
@@ -187,7 +191,10 @@ def run_suite(
         photometric=suite.photometric,
     )
     recorder = _RecordingRefiner(
-        refiner.matcher if refiner else None, refiner.calibration if refiner else None, keep_images=True
+        refiner.matcher if refiner else None,
+        refiner.calibration if refiner else None,
+        stop_prob=refiner.stop_prob if refiner else None,
+        keep_images=True,
     )
     tracker = Progress(progress, f"eval {suite.name}", len(specs))
     outcomes: list[QueryOutcome] = []
@@ -234,35 +241,40 @@ def evaluate(
     rotations: int = 4,
     calibration_seed: int | None = None,
     calibration_out: str | Path | None = None,
+    matcher: str = "sift",
     progress: ProgressCallback | None = None,
 ) -> Path:
     """Run suites and write the report; optionally fit ``match_prob`` on held-out queries first.
 
     With ``calibration_seed``, every suite is first run on queries drawn with that seed, the
     calibration is fitted on them (and written to ``calibration_out`` when given), and the
-    reported queries (``seed``) are localized with it.
+    reported queries (``seed``) are localized with it. ``matcher`` names the local matcher
+    (``sift``, ``xfeat`` or ``lightglue``).
 
     Returns:
         The path of ``report.md``.
     """
-    from .metrics import expected_calibration_error
+    from .metrics import brier_score, expected_calibration_error, radius_coverage, reliability_table
     from .report import write_report
 
     unknown = [name for name in suite_names if name not in SUITES]
     if unknown:
         raise ValueError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
-    refiner = Refiner()
+    refiner = Refiner(matcher)
     if calibration_seed is not None:
         held_out: list[QueryOutcome] = []
         for name in suite_names:
             held_out += run_suite(
                 SUITES[name], data_dir, index_dir, seed=calibration_seed, count=count,
-                rotations=rotations, progress=progress,
+                rotations=rotations, refiner=Refiner(refiner.matcher, stop_prob=None), progress=progress,
             )[0]  # fmt: skip
-        refiner = Refiner(calibration=fit_from_outcomes(held_out))
+        refiner = Refiner(refiner.matcher, calibration=fit_from_outcomes(held_out))
         if calibration_out is not None:
+            Path(calibration_out).parent.mkdir(parents=True, exist_ok=True)
             refiner.calibration.save(calibration_out)
     results, examples, extra = {}, {}, {}
+    all_probs: list[float] = []
+    all_labels: list[int] = []
     for name in suite_names:
         outcomes, pairs = run_suite(
             SUITES[name], data_dir, index_dir, seed=seed, count=count, rotations=rotations,
@@ -272,11 +284,27 @@ def evaluate(
         rows = [row for outcome in outcomes for row in outcome.calibration_rows]
         labels = [label for outcome in outcomes for label in outcome.calibration_labels]
         if rows:
-            probs = refiner.calibration.probability(np.array(rows))
-            extra[name] = {"ece": expected_calibration_error(probs.tolist(), labels)}
+            probs = refiner.calibration.probability(np.array(rows)).tolist()
+            all_probs += probs
+            all_labels += labels
+            right = [
+                (e, r)
+                for o in outcomes
+                for e, r in zip(o.candidate_errors_m, o.candidate_radii_m, strict=True)
+                if e <= SUITES[name].correct_radius_m
+            ]
+            extra[name] = {
+                "ece": expected_calibration_error(probs, labels),
+                "brier": brier_score(probs, labels),
+                "radius_coverage": radius_coverage([e for e, _ in right], [r for _, r in right]),
+            }
     header = (
-        f"seed {seed}, rotations {rotations}, calibration "
+        f"seed {seed}, rotations {rotations}, matcher {refiner.matcher.name}, calibration "
         + (f"fitted on seed {calibration_seed}" if calibration_seed is not None else "shipped")
-        + "; ECE is over every refined candidate"
+        + "; ECE and Brier are over every refined candidate (up to the early stop), radius coverage"
+        " over the refined candidates placed within the suite's correct radius"
     )
-    return write_report(results, examples, out_dir, header=header, extra=extra)
+    return write_report(
+        results, examples, out_dir, header=header, extra=extra,
+        reliability=reliability_table(all_probs, all_labels),
+    )  # fmt: skip

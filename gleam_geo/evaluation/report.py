@@ -25,7 +25,10 @@ _COLUMNS = (
     ("failure_rate", "failures", "{:.0%}"),
     ("seconds_per_query", "s/query", "{:.2f}"),
     ("ece", "ECE", "{:.3f}"),
-    ("out_of_index_prob", "match_prob (not in index)", "{:.3f}"),
+    ("brier", "Brier", "{:.3f}"),
+    ("radius_coverage", "radius coverage", "{:.0%}"),
+    ("out_of_index_prob", "median match_prob (not in index)", "{:.3f}"),
+    ("out_of_index_max_prob", "max match_prob (not in index)", "{:.3f}"),
 )
 
 
@@ -82,8 +85,19 @@ def write_report(
     *,
     header: str = "",
     extra: Mapping[str, Mapping[str, float]] | None = None,
+    reliability: Sequence[tuple[float, float, int, float, float]] = (),
 ) -> Path:
-    """Write ``report.md``, ``accuracy_error_cdf.png`` and ``accuracy_example_*.png`` to ``out_dir``."""
+    """Write ``report.md``, ``accuracy_error_cdf.png`` and ``accuracy_example_*.png`` to ``out_dir``.
+
+    Args:
+        results: outcomes per suite.
+        examples: (query, refinement) pairs per suite to draw.
+        out_dir: output folder.
+        header: a line under the title.
+        extra: more summary values per suite (``ece``, ``brier``, ``radius_coverage``).
+        reliability: rows of :func:`~gleam_geo.evaluation.metrics.reliability_table`, over
+            every suite's candidates.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Accuracy report", "", header, ""] if header else ["# Accuracy report", ""]
@@ -94,6 +108,10 @@ def write_report(
         count = len(outcomes)
         cells = [_cell(summary, key, fmt) for key, _, fmt in _COLUMNS]
         lines.append(f"| {name} | {count} | " + " | ".join(cells) + " |")
+    if reliability:
+        lines += ["", "Reliability of match_prob (all suites' refined candidates):", ""]
+        lines += ["| match_prob bin | candidates | mean match_prob | fraction right |", "|---|---|---|---|"]
+        lines += [f"| {lo:.1f}-{hi:.1f} | {n} | {p:.3f} | {f:.3f} |" for lo, hi, n, p, f in reliability]
     plot_error_cdf(results, out / "accuracy_error_cdf.png")
     lines += ["", "![error CDF](accuracy_error_cdf.png)", ""]
     for name, pairs in examples.items():

@@ -19,6 +19,24 @@ def test_fit_is_calibrated_on_its_own_distribution():
     assert expected_calibration_error(calibration.probability(x), y) < 0.03
 
 
+def test_regularised_fit_on_separable_with_noise_data_is_calibrated_on_held_out_data():
+    rng = np.random.default_rng(1)
+
+    def draw(n):
+        # right matches have many more inliers, a higher ratio and smaller residuals than wrong
+        # pairs, with overlapping (noisy) class-conditional spreads of equal variance
+        y = (rng.uniform(size=n) < 0.3).astype(int)
+        means = np.where(y[:, None] == 1, [4.5, 0.6, 0.6, 1.0], [1.5, 0.3, 0.5, 1.6])
+        return rng.normal(means, [0.8, 0.15, 0.1, 0.5]), y
+
+    x_fit, y_fit = draw(3000)
+    x_test, y_test = draw(3000)
+    calibration = fit_calibration(x_fit, y_fit, l2=1.0)
+    probs = calibration.probability(x_test)
+    assert expected_calibration_error(probs, y_test) < 0.03
+    assert 0.05 < np.mean((probs > 0.05) & (probs < 0.95)) < 0.5  # overlap: some doubt, not all
+
+
 def test_save_and_load_round_trip(tmp_path):
     calibration = fit_calibration(np.array([[0.0] * 4, [1.0] * 4, [2.0] * 4]), np.array([0, 1, 1]))
     calibration.save(tmp_path / "c.json")

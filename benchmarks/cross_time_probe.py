@@ -3,7 +3,9 @@
 Three measurements on the ``cross_time`` suite's queries (seed 1), each against the whole
 2020 raster (934 x 723 px at 5 m, so no retrieval is involved):
 
-* ``sift``: the library's SIFT matcher and RANSAC homography, query at 1x and 2x;
+* ``sift``, ``xfeat``, ``lightglue``: the library's matcher of that name (SIFT; XFeat +
+  LighterGlue; DISK + LightGlue, query at 4 quarter turns) and RANSAC homography, query at
+  1x and 2x;
 * ``edges``: correlation of doubled-angle gradient orientation fields (contrast-sign
   invariant) over 48 rotations at the query's true scale, on the raster at ``--gsd`` m/px;
 * ``edges --search-scale``: the same over 9 scales (0.5x-2x of a 640 m chip) as well.
@@ -27,8 +29,9 @@ from gleam_geo.evaluation import SUITES
 from gleam_geo.evaluation.queries import Query, render_view, sample_specs
 from gleam_geo.raster import open_raster
 from gleam_geo.records import PixelWindow
-from gleam_geo.refine import ReferencePatch, SiftMatcher, estimate_homography, read_patch
-from gleam_geo.refine.matchers import to_gray
+from gleam_geo.refine import LocalMatcher, ReferencePatch, estimate_homography, read_patch
+from gleam_geo.refine.learned_matchers import get_matcher
+from gleam_geo.refine.matchers import Features, to_gray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,11 +68,12 @@ def _peak(reference: np.ndarray, template: np.ndarray) -> tuple[float, float, tu
     return float(best), (best - float(response.mean())) / max(spread, 1e-6), location
 
 
-def sift_error(query: Query, reference: ReferencePatch, upsample: float) -> float:
-    """Position error (m) of SIFT + RANSAC against the whole reference; inf when unverified."""
+def keypoint_error(
+    query: Query, reference: ReferencePatch, upsample: float, matcher: LocalMatcher, described: Features
+) -> float:
+    """Position error (m) of ``matcher`` + RANSAC against the described reference; inf if unverified."""
     image = cv2.resize(query.pixels, None, fx=upsample, fy=upsample, interpolation=cv2.INTER_CUBIC)
-    matcher = SiftMatcher()
-    matches = matcher.match(matcher.features(image), matcher.features(reference.pixels))
+    matches = matcher.match(matcher.query_features(image), described)
     verification = estimate_homography(matches.query, matches.reference, (image.shape[1], image.shape[0]))
     if verification is None:
         return math.inf
@@ -102,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--count", type=int, default=12)
-    parser.add_argument("--method", choices=("sift", "edges"), default="edges")
+    parser.add_argument("--method", choices=("sift", "xfeat", "lightglue", "edges"), default="edges")
+    parser.add_argument(
+        "--max-features", type=int, default=2048, help="keypoints per image (xfeat, lightglue)"
+    )
     parser.add_argument("--gsd", type=float, default=10.0)
     parser.add_argument("--search-scale", action="store_true")
     args = parser.parse_args()
@@ -112,16 +119,22 @@ def main() -> None:
         str(data / suite.query_source), args.count, 1, size_px=suite.size_px, side_m=suite.side_m
     )
     source = open_raster(str(data / suite.index_rasters[0]))
-    gsd = 5.0 if args.method == "sift" else args.gsd
+    gsd = args.gsd if args.method == "edges" else 5.0
     with rasterio.open(source.path) as dataset:
         window = PixelWindow(0, 0, source.width, source.height)
         reference = read_patch(dataset, source, window, margin=1.0, gsd_m=gsd)
+    if args.method != "edges":
+        options = {} if args.method == "sift" else {"max_features": args.max_features}
+        matcher = get_matcher(args.method, **options)
+        described = matcher.features(reference.pixels)
     errors, seconds = [], []
     for spec in specs:
         query = render_view(spec)
         start = time.perf_counter()
-        if args.method == "sift":
-            error = min(sift_error(query, reference, upsample) for upsample in (1.0, 2.0))
+        if args.method != "edges":
+            error = min(
+                keypoint_error(query, reference, upsample, matcher, described) for upsample in (1.0, 2.0)
+            )
         else:
             sides = list(640.0 * np.geomspace(0.5, 2.0, 9)) if args.search_scale else [spec.ground_side_m]
             error = edge_error(query, reference, gsd, sides)

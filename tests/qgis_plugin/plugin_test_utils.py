@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +47,12 @@ def is_null(value: object) -> bool:
     from qgis.PyQt.QtCore import QVariant
 
     return value is None or (isinstance(value, QVariant) and value.isNull())
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -12,7 +12,7 @@ from gleam_geo_qgis.parameters import IndexParameters, LocalizeParameters
 from gleam_geo_qgis.settings import PluginSettings, WorkerSpec, resolve_worker
 from gleam_geo_qgis.task_results import TaskCancelled, TaskFailed, TaskSuccess
 from gleam_geo_qgis.tasks import WorkerTask
-from plugin_test_utils import MAX_ERROR_M, distance_m, is_null, wait_for
+from plugin_test_utils import MAX_ERROR_M, distance_m, is_null, process_alive, wait_for
 from qgis.core import Qgis, QgsProject
 
 
@@ -153,17 +153,9 @@ def test_tasks_reuse_one_worker_until_the_python_changes_or_the_plugin_unloads(p
     wrapper.chmod(0o755)
     PluginSettings(python=str(wrapper), results_gpkg=str(tmp_path / "results" / "gleam.gpkg")).save()
     second = _ping(plugin)
-    assert second != first and wait_for(lambda: not _alive(first), 10)
+    assert second != first and wait_for(lambda: not process_alive(first), 10)
     plugin.unload()
-    assert wait_for(lambda: not _alive(second), 10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert wait_for(lambda: not process_alive(second), 10)
 
 
 EXPLANATION_FIELDS = ("verdict", "explanation", "explanation_model", "language", "explanation_figure")

@@ -17,14 +17,7 @@ from gleam_geo_qgis.worker_client import (
     WorkerStartError,
     redact,
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from plugin_test_utils import process_alive
 
 
 def test_call_returns_results_and_close_stops_the_process(worker_spec):
@@ -39,7 +32,7 @@ def test_call_returns_results_and_close_stops_the_process(worker_spec):
         assert client.call("ping")["pong"] is True  # still serving after an error
         pid = client.pid
     assert not client.is_running()
-    assert not _alive(pid)
+    assert not process_alive(pid)
 
 
 def test_missing_python_gives_a_clear_message(tmp_path):
@@ -113,9 +106,9 @@ def test_clean_staging_removes_partial_builds_and_restores_a_replaced_index(tmp_
 
 def _wait_dead(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 def test_pool_keeps_one_worker_and_replaces_it_when_needed(worker_spec, tmp_path):

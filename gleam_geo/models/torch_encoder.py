@@ -91,8 +91,13 @@ class TorchEncoder:
         self.device = select_device(device)
         self.network = network.to(self.device, memory_format=torch.channels_last).eval()
         self.batch_size = batch_size
-        self._mean = np.asarray(card.mean, dtype=np.float32)
-        self._std = np.asarray(card.std, dtype=np.float32)
+        mean = np.asarray(card.mean, dtype=np.float32).reshape(-1, 1)
+        std = np.asarray(card.std, dtype=np.float32).reshape(-1, 1)
+        levels = np.arange(256, dtype=np.float32)
+        # ((x / 255 - mean) / std) for every uint8 level and channel, computed as it was per pixel.
+        self._lut = np.ascontiguousarray(
+            np.broadcast_to((levels / np.float32(255.0) - mean) / std, (3, 256)), dtype=np.float32
+        )
 
     @property
     def embed_dim(self) -> int:
@@ -112,7 +117,11 @@ class TorchEncoder:
         """Resize an RGB uint8 ``(H, W, 3)`` image to the view's input size and normalise it.
 
         Pure numpy/OpenCV, so reader threads can call it while the network runs. Shrinking
-        uses area averaging (no aliasing), enlarging uses bilinear interpolation.
+        uses area averaging (no aliasing), enlarging uses bilinear interpolation. The
+        normalisation ``(x / 255 - mean) / std`` is a per-channel lookup table applied to
+        each colour plane, written straight into the channels-first result; a
+        channels-last view of planes (as :func:`~gleam_geo.raster.iter_chip_batches` passes)
+        is read without any copy.
 
         Returns:
             A float32 ``(3, h, w)`` array with ``(h, w) = card.input_size(view)``.
@@ -131,8 +140,13 @@ class TorchEncoder:
                 (width, height),
                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
             )
-        scaled = (image.astype(np.float32) / np.float32(255.0) - self._mean) / self._std
-        return np.ascontiguousarray(scaled.transpose(2, 0, 1))
+        planes = image.transpose(2, 0, 1)
+        if planes.strides[2] != planes.itemsize:  # interleaved pixels: split into planes first
+            planes = cv2.split(np.ascontiguousarray(image))
+        out = np.empty((3, height, width), dtype=np.float32)
+        for channel, plane in enumerate(planes):
+            cv2.LUT(plane, self._lut[channel], dst=out[channel])
+        return out
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         """Embed a preprocessed float32 ``(N, 3, h, w)`` batch into ``(N, D)`` unit vectors.

@@ -3,8 +3,9 @@
 :func:`read_chip` turns one :class:`~gleam_geo.records.Chip` into an RGB uint8 image and
 the fraction of it that holds data. :func:`iter_chip_batches` runs those reads (and the
 encoder's preprocessing) in a small thread pool, each thread with its own rasterio
-handles (they are not thread-safe), a bounded number of chips ahead of the consumer, so
-the encoder does not wait on disk and memory does not grow with the raster.
+handles (they are not thread-safe) reading runs of neighbouring chips (one strip read
+when they need no horizontal resampling), a bounded number of chips ahead of the
+consumer, so the encoder does not wait on disk and memory does not grow with the raster.
 
 Validity comes from GDAL's mask (no-data value, alpha band or mask band). A raster that
 declares none is checked for black fill instead: pixels that are 0 in every band count
@@ -16,11 +17,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
@@ -32,7 +34,7 @@ from rasterio.windows import Window
 
 from ..errors import RasterReadError
 from ..progress import Progress, ProgressCallback
-from ..records import Chip
+from ..records import Chip, PixelWindow
 from .catalog import RasterCatalog
 from .grid import TilingConfig, chip_grid, count_chips
 from .source import RasterSource, gdal_reason
@@ -44,6 +46,7 @@ _T = TypeVar("_T")
 _STRETCH_SAMPLE_PX = 512  # longest side of the decimated read used for percentile stretching
 _STRETCH_PERCENTILES = (2.0, 98.0)
 _OPEN_PER_THREAD = 4  # rasterio handles each reader thread keeps open (least recently used closed)
+_RUN_CHIPS = 8  # most neighbouring chips a reader thread reads in one go
 
 _stretch_cache: weakref.WeakKeyDictionary[RasterSource, tuple[float, float]] = weakref.WeakKeyDictionary()
 _stretch_lock = threading.Lock()
@@ -68,29 +71,36 @@ def _resampling(window_px: float, out_px: float) -> Resampling:
     return Resampling.average if window_px > out_px else Resampling.bilinear
 
 
-def _read_native(dataset: DatasetReader, source: RasterSource, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
-    width, height = chip.size_px
-    window = Window(chip.window.col_off, chip.window.row_off, chip.window.width, chip.window.height)
-    boundless = (
-        chip.window.col_off < 0
-        or chip.window.row_off < 0
-        or chip.window.col_off + chip.window.width > source.width
-        or chip.window.row_off + chip.window.height > source.height
+def _boundless(source: RasterSource, window: PixelWindow) -> bool:
+    return (
+        window.col_off < 0
+        or window.row_off < 0
+        or window.col_off + window.width > source.width
+        or window.row_off + window.height > source.height
     )
+
+
+def _read_native(
+    dataset: DatasetReader, source: RasterSource, window: PixelWindow, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``window`` resampled to ``width`` x ``height``: the bands of :func:`_indexes` and GDAL's mask.
+
+    The mask is ``None`` where GDAL declares none and the window lies inside the raster.
+    """
+    gdal_window = Window(window.col_off, window.row_off, window.width, window.height)
+    boundless = _boundless(source, window)
     indexes = _indexes(source)
-    resampling = _resampling(chip.window.width * chip.window.height, width * height)
     data = dataset.read(
         indexes,
-        window=window,
+        window=gdal_window,
         out_shape=(len(indexes), height, width),
-        resampling=resampling,
+        resampling=_resampling(window.width * window.height, width * height),
         boundless=boundless,
     )
     if source.has_declared_mask or boundless:
-        mask = dataset.dataset_mask(window=window, out_shape=(height, width), boundless=boundless) > 0
-    else:
-        mask = np.ones((height, width), dtype=bool)
-    return data, mask
+        mask = dataset.dataset_mask(window=gdal_window, out_shape=(height, width), boundless=boundless)
+        return data, mask > 0
+    return data, None
 
 
 def _read_xyz(dataset: DatasetReader, source: RasterSource, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
@@ -119,19 +129,36 @@ def _indexes(source: RasterSource) -> list[int]:
     return indexes
 
 
-def _valid(source: RasterSource, data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _valid(source: RasterSource, data: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
     """Refine GDAL's ``mask`` with an alpha band read as data, black fill and NaNs.
 
     ``data`` holds the bands from :func:`_indexes`: the colour bands, then maybe alpha.
+    ``mask`` is ``None`` where GDAL was not asked (every pixel valid); ``None`` comes back
+    when no check applies either.
     """
     colour = data[: len(source.rgb_bands)]
+    checks = [] if mask is None else [mask]
     if len(data) > len(colour):
-        mask &= data[-1] > 0
+        checks.append(data[-1] > 0)
     elif not source.has_declared_mask:
-        mask &= (colour != 0).any(axis=0)
+        # Black fill: 0 in every band. One OR over the bands is cheaper than a compare per band.
+        if colour.dtype.kind in "ui":
+            checks.append(np.bitwise_or.reduce(colour, axis=0) != 0)
+        else:
+            checks.append((colour != 0).any(axis=0))
     if colour.dtype.kind == "f":
-        mask &= np.isfinite(colour).all(axis=0)
-    return mask
+        checks.append(np.isfinite(colour).all(axis=0))
+    if not checks:
+        return None
+    valid = checks[0]
+    for check in checks[1:]:
+        valid = valid & check
+    return valid
+
+
+def _valid_fraction(mask: np.ndarray | None) -> float:
+    """Share of valid pixels in ``mask`` (``None``: all valid)."""
+    return 1.0 if mask is None else np.count_nonzero(mask) / mask.size
 
 
 def _stretch(dataset: DatasetReader, source: RasterSource) -> tuple[float, float]:
@@ -144,11 +171,10 @@ def _stretch(dataset: DatasetReader, source: RasterSource) -> tuple[float, float
     shape = (max(1, round(source.height * scale)), max(1, round(source.width * scale)))
     indexes = _indexes(source)
     data = dataset.read(indexes, out_shape=(len(indexes), *shape))
-    if source.has_declared_mask:
-        mask = dataset.dataset_mask(out_shape=shape) > 0
-    else:
-        mask = np.ones(shape, dtype=bool)
-    values = data[: len(source.rgb_bands), _valid(source, data, mask)]
+    mask = dataset.dataset_mask(out_shape=shape) > 0 if source.has_declared_mask else None
+    valid = _valid(source, data, mask)
+    colour = data[: len(source.rgb_bands)]
+    values = colour.reshape(len(colour), -1) if valid is None else colour[:, valid]
     if values.size == 0:
         low, high = 0.0, 1.0
     else:
@@ -157,6 +183,88 @@ def _stretch(dataset: DatasetReader, source: RasterSource) -> tuple[float, float
     with _stretch_lock:
         _stretch_cache[source] = (low, high)
     return low, high
+
+
+def _read_error(source: RasterSource, window: PixelWindow, exc: RasterioError) -> RasterReadError:
+    return RasterReadError(
+        f"cannot read raster {source.path} window {window}: {gdal_reason(exc)}; "
+        "check that the file is complete and GDAL can open it"
+    )
+
+
+def _colour(
+    dataset: DatasetReader, source: RasterSource, data: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, float]:
+    """RGB uint8 planes ``(3, h, w)`` and the valid fraction of one chip's bands and mask."""
+    valid = _valid_fraction(_valid(source, data, mask))
+    colour = data[: len(source.rgb_bands)]
+    if colour.dtype != np.uint8:
+        low, high = _stretch(dataset, source)
+        scaled = (np.nan_to_num(colour.astype(np.float32), nan=low) - low) * (255.0 / (high - low))
+        colour = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if len(colour) == 1:
+        colour = np.repeat(colour, 3, axis=0)
+    return colour, valid
+
+
+def _read_colour(dataset: DatasetReader, source: RasterSource, chip: Chip) -> tuple[np.ndarray, float]:
+    """Read ``chip`` as RGB uint8 planes ``(3, h, w)`` and its valid fraction (see :func:`read_chip`)."""
+    try:
+        if chip.tile is not None:
+            data, mask = _read_xyz(dataset, source, chip)
+        else:
+            data, mask = _read_native(dataset, source, chip.window, *chip.size_px)
+        return _colour(dataset, source, data, mask)
+    except RasterioError as exc:
+        raise _read_error(source, chip.window, exc) from exc
+
+
+def _shares_strip(source: RasterSource, chips: Sequence[Chip]) -> bool:
+    """Whether ``chips`` are native chips of one grid row kept at their width (no horizontal resampling).
+
+    Then one read of the window spanning them, resampled only vertically, holds each of
+    them exactly: GDAL maps every output column to the same source column either way.
+    """
+    first = chips[0].window
+    return len(chips) > 1 and all(
+        chip.tile is None
+        and chip.window.row_off == first.row_off
+        and chip.window.height == first.height
+        and chip.window.width == chip.size_px[0] == chips[0].size_px[0]
+        and chip.size_px[1] == chips[0].size_px[1]
+        and not _boundless(source, chip.window)
+        for chip in chips
+    )
+
+
+def _read_run(
+    dataset: DatasetReader, source: RasterSource, chips: Sequence[Chip]
+) -> list[tuple[np.ndarray, float]]:
+    """Read neighbouring chips of one grid row: one strip read when :func:`_shares_strip`, else chip by chip.
+
+    A strip read decodes and copies the pixels the chips overlap on once instead of once
+    per chip, and resamples them once. Each chip's planes are a view into the strip.
+    """
+    if not _shares_strip(source, chips):
+        return [_read_colour(dataset, source, chip) for chip in chips]
+    first = chips[0].window
+    span = PixelWindow(
+        first.col_off, first.row_off, chips[-1].window.col_off + first.width - first.col_off, first.height
+    )
+    try:
+        data, mask = _read_native(dataset, source, span, span.width, chips[0].size_px[1])
+        read = []
+        for chip in chips:
+            cols = slice(chip.window.col_off - span.col_off, chip.window.col_off - span.col_off + first.width)
+            read.append(_colour(dataset, source, data[:, :, cols], None if mask is None else mask[:, cols]))
+        return read
+    except RasterioError as exc:
+        raise _read_error(source, span, exc) from exc
+
+
+def _to_hwc(planes: np.ndarray) -> np.ndarray:
+    """Interleave ``(3, h, w)`` planes into a contiguous ``(h, w, 3)`` image (cv2.merge: no strided copy)."""
+    return cv2.merge(list(planes))
 
 
 def read_chip(dataset: DatasetReader, source: RasterSource, chip: Chip) -> tuple[np.ndarray, float]:
@@ -179,25 +287,8 @@ def read_chip(dataset: DatasetReader, source: RasterSource, chip: Chip) -> tuple
         RasterReadError: GDAL failed to read the window.
 
     """
-    try:
-        if chip.tile is not None:
-            data, mask = _read_xyz(dataset, source, chip)
-        else:
-            data, mask = _read_native(dataset, source, chip)
-        mask = _valid(source, data, mask)
-        colour = data[: len(source.rgb_bands)]
-        if colour.dtype != np.uint8:
-            low, high = _stretch(dataset, source)
-            scaled = (np.nan_to_num(colour.astype(np.float32), nan=low) - low) * (255.0 / (high - low))
-            colour = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    except RasterioError as exc:
-        raise RasterReadError(
-            f"cannot read raster {source.path} window {chip.window}: {gdal_reason(exc)}; "
-            "check that the file is complete and GDAL can open it"
-        ) from exc
-    if len(colour) == 1:
-        colour = np.repeat(colour, 3, axis=0)
-    return np.ascontiguousarray(colour.transpose(1, 2, 0)), float(mask.mean())
+    planes, valid = _read_colour(dataset, source, chip)
+    return _to_hwc(planes), valid
 
 
 class _DatasetPool:
@@ -241,6 +332,22 @@ class _DatasetPool:
             dataset.close()
 
 
+def _runs(chips: Iterable[Chip], size: int) -> Iterator[list[Chip]]:
+    """Group consecutive chips of one grid row (same window rows) into runs of at most ``size``."""
+    run: list[Chip] = []
+    for chip in chips:
+        if run and (
+            len(run) == size
+            or chip.window.row_off != run[0].window.row_off
+            or chip.window.height != run[0].window.height
+        ):
+            yield run
+            run = []
+        run.append(chip)
+    if run:
+        yield run
+
+
 def _iter_valid(
     catalog: RasterCatalog | Iterable[RasterSource],
     config: TilingConfig,
@@ -249,11 +356,15 @@ def _iter_valid(
     prefetch: int,
     progress: ProgressCallback | None,
 ) -> Iterator[tuple[Chip, _T]]:
-    """Yield ``(chip, transform(image))`` for the chips with enough data, in grid order.
+    """Yield ``(chip, transform(planes))`` for the chips with enough data, in grid order.
 
-    Chips are read ``prefetch`` ahead by ``num_workers`` threads. Progress advances once
-    per chip considered, skipped or not; closing the generator cancels the reads not
-    started, waits for the ones running and closes every handle.
+    ``planes`` are a chip's RGB uint8 ``(3, h, w)`` planes; they may be a view into a
+    strip shared with neighbouring chips, so ``transform`` must copy what it keeps.
+
+    Each thread reads a run of neighbouring chips at a time (see :func:`_read_run`), at
+    most ``prefetch`` chips ahead. Progress advances once per chip considered, skipped or
+    not; closing the generator cancels the reads not started, waits for the ones running
+    and closes every handle.
     """
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}")
@@ -262,33 +373,38 @@ def _iter_valid(
     sources = list(catalog)
     tracker = Progress(progress, "chipping", sum(count_chips(source, config) for source in sources))
     min_valid = 1.0 - config.max_nodata_fraction
+    # Runs short enough that every thread has two queued within the prefetch window.
+    run_size = max(1, min(_RUN_CHIPS, prefetch // (2 * num_workers)))
     pool = _DatasetPool()
 
-    def work(source: RasterSource, chip: Chip) -> _T | None:
-        image, valid = read_chip(pool.get(source), source, chip)
-        return transform(image) if valid >= min_valid else None
+    def work(source: RasterSource, run: list[Chip]) -> list[_T | None]:
+        return [
+            transform(planes) if valid >= min_valid else None
+            for planes, valid in _read_run(pool.get(source), source, run)
+        ]
 
     executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="gleam-geo-chips")
-    pending: deque[tuple[Chip, Future[_T | None]]] = deque()
+    pending: deque[tuple[list[Chip], Future[list[_T | None]]]] = deque()
+    in_flight = 0
 
-    def finish_oldest() -> tuple[Chip, _T | None]:
-        chip, future = pending.popleft()
-        result = future.result()
-        tracker.advance()
-        return chip, result
+    def finish_oldest() -> Iterator[tuple[Chip, _T]]:
+        nonlocal in_flight
+        run, future = pending.popleft()
+        in_flight -= len(run)
+        for chip, result in zip(run, future.result(), strict=True):
+            tracker.advance()
+            if result is not None:
+                yield chip, result
 
     try:
         for source in sources:
-            for chip in chip_grid(source, config):
-                pending.append((chip, executor.submit(work, source, chip)))
-                while len(pending) >= prefetch:
-                    done, result = finish_oldest()
-                    if result is not None:
-                        yield done, result
+            for run in _runs(chip_grid(source, config), run_size):
+                pending.append((run, executor.submit(work, source, run)))
+                in_flight += len(run)
+                while in_flight >= prefetch:
+                    yield from finish_oldest()
         while pending:
-            done, result = finish_oldest()
-            if result is not None:
-                yield done, result
+            yield from finish_oldest()
     finally:
         for _, future in pending:
             future.cancel()
@@ -310,7 +426,7 @@ def iter_chip_images(
     Progress reports stage ``"chipping"``; a callback returning ``False`` raises
     :class:`~gleam_geo.errors.CancelledError`.
     """
-    yield from _iter_valid(catalog, config, lambda image: image, num_workers, prefetch, progress)
+    yield from _iter_valid(catalog, config, _to_hwc, num_workers, prefetch, progress)
 
 
 def iter_chip_batches(
@@ -329,7 +445,10 @@ def iter_chip_batches(
         catalog: the rasters to chip.
         config: the chip grid and the no-data threshold.
         preprocess: turns an RGB uint8 ``(H, W, 3)`` chip into a float32 ``(3, h, w)`` array;
-            it runs in the reader threads, so it must be thread-safe.
+            it runs in the reader threads, so it must be thread-safe. The chip is a
+            channels-last view of the planes read, not C-contiguous (``image.transpose(2, 0, 1)``
+            gives the planes back without a copy), read-only, and may share memory with
+            other chips.
         batch_size: chips per batch (the last batch may be smaller).
         num_workers: reader threads.
         progress: called per chip considered (stage ``"chipping"``); returning ``False``
@@ -344,7 +463,9 @@ def iter_chip_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
-    def prepare(image: np.ndarray) -> np.ndarray:
+    def prepare(planes: np.ndarray) -> np.ndarray:
+        image = planes.transpose(1, 2, 0)
+        image.flags.writeable = False
         pixels = np.asarray(preprocess(image), dtype=np.float32)
         if pixels.ndim != 3 or pixels.shape[0] != 3:
             raise ValueError(f"preprocess must return a (3, h, w) array, got shape {pixels.shape}")

@@ -54,6 +54,18 @@ def test_preprocess_normalises_with_the_card_mean_and_std(tiny_encoder):
     np.testing.assert_allclose(out.reshape(3, -1).std(axis=1), 0, atol=1e-6)
 
 
+def test_preprocess_of_plane_views_equals_the_per_pixel_formula(tiny_encoder):
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 256, (3, 64, 150), dtype=np.uint8)  # planes, as the raster reader holds them
+    image = strip[:, :, 40:104].transpose(1, 2, 0)  # a channels-last view, not contiguous
+    mean = np.asarray(tiny_encoder.card.mean, dtype=np.float32)
+    std = np.asarray(tiny_encoder.card.std, dtype=np.float32)
+    contiguous = np.ascontiguousarray(image)
+    expected = ((contiguous.astype(np.float32) / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
+    np.testing.assert_array_equal(tiny_encoder.preprocess(image, "satellite"), expected)
+    np.testing.assert_array_equal(tiny_encoder.preprocess(contiguous, "satellite"), expected)
+
+
 def test_shrinking_averages_instead_of_aliasing(tiny_encoder):
     checkerboard = ((np.indices((128, 128)).sum(axis=0) % 2) * 255).astype(np.uint8)
     out = tiny_encoder.preprocess(np.repeat(checkerboard[..., None], 3, axis=2), "satellite")

@@ -23,6 +23,7 @@ from gleam_geo.raster import (
     open_raster,
     read_chip,
 )
+from gleam_geo.raster.reader import _shares_strip
 
 from .helpers import write_raster
 
@@ -248,6 +249,43 @@ def test_batches_have_the_right_shapes_and_order(sample):
     assert pixels.dtype == np.float32 and pixels.shape == (len(images), 3, 48, 48)
     assert np.allclose(pixels, np.stack([_to_chw(image) for _, image in images]))
     _assert_no_reader_threads()
+
+
+@pytest.mark.parametrize("name", ["kampala", "naip", "pix4d", "valencia"])
+def test_strip_reads_give_the_same_chips_as_chip_reads(sample, name):
+    path = sample(name)
+    source = open_raster(path)
+    # At the raster's column spacing: no horizontal resampling, so a grid row is read as strips
+    # (kampala's EPSG:3857 pixels are taller than wide on the ground: vertically resampled).
+    config = TilingConfig(gsd_m=source.pixel_size_m[0], chip_size_px=48, max_nodata_fraction=0.3)
+    chips = list(chip_grid(source, config))
+    row = [chip for chip in chips if chip.window.row_off == chips[0].window.row_off]
+    assert _shares_strip(source, row)
+    with rasterio.open(path) as dataset:
+        expected = {}
+        for chip in chips:
+            image, valid = read_chip(dataset, source, chip)
+            if valid >= 0.7:
+                expected[chip.chip_id] = image
+    got = list(iter_chip_images([source], config, num_workers=2))
+    assert [chip.chip_id for chip, _ in got] == list(expected)
+    for chip, image in got:
+        assert image.flags.c_contiguous
+        np.testing.assert_array_equal(image, expected[chip.chip_id])
+
+
+def test_preprocess_gets_a_read_only_channels_last_view(sample):
+    source = open_raster(sample("netherlands"))
+    config = TilingConfig(gsd_m=source.pixel_size_m[0], chip_size_px=32)
+    seen = []
+
+    def preprocess(image):
+        seen.append((image.shape, image.flags.writeable))
+        return _to_chw(image)
+
+    batch = next(iter_chip_batches([source], config, preprocess, batch_size=4))
+    assert seen[0] == ((32, 32, 3), False)
+    assert np.array_equal(batch.pixels[0], _to_chw(next(iter_chip_images([source], config))[1]))
 
 
 def test_progress_counts_every_chip_considered(sample):

@@ -2,7 +2,8 @@
 
 Reader threads (see :func:`gleam_geo.raster.iter_chip_batches`) read windows and
 preprocess them into batches while the encoder runs on the previous batch, so on a GPU
-the encoder does not wait for I/O and on a CPU the pipeline adds little to its time.
+the encoder does not wait for I/O. On a CPU the readers run at the lowest priority, so they
+use the moments the encoder leaves idle instead of competing with it for the cores.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def embed_chips(
         return encoder.preprocess(pixels, "satellite")
 
     batches = iter_chip_batches(
-        catalog, tiling, preprocess, batch_size=batch_size, num_workers=num_workers, progress=progress
+        catalog,
+        tiling,
+        preprocess,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        yield_cpu=encoder.device == "cpu",
     )
     embedded = Progress(progress, "embedding", None)
     try:

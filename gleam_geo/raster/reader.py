@@ -14,6 +14,9 @@ as no-data, as in mosaics exported without a no-data value (e.g. the Valencia sa
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -348,6 +351,18 @@ def _runs(chips: Iterable[Chip], size: int) -> Iterator[list[Chip]]:
         yield run
 
 
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority to the lowest (Linux: per-thread nice 19).
+
+    Reader threads that feed a CPU-bound consumer then run only on cycles it leaves idle,
+    instead of preempting its OpenMP threads (which stalls a whole parallel region).
+    Where per-thread priorities are unavailable this does nothing.
+    """
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def _iter_valid(
     catalog: RasterCatalog | Iterable[RasterSource],
     config: TilingConfig,
@@ -355,6 +370,7 @@ def _iter_valid(
     num_workers: int,
     prefetch: int,
     progress: ProgressCallback | None,
+    yield_cpu: bool = False,
 ) -> Iterator[tuple[Chip, _T]]:
     """Yield ``(chip, transform(planes))`` for the chips with enough data, in grid order.
 
@@ -383,7 +399,11 @@ def _iter_valid(
             for planes, valid in _read_run(pool.get(source), source, run)
         ]
 
-    executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="gleam-geo-chips")
+    executor = ThreadPoolExecutor(
+        max_workers=num_workers,
+        thread_name_prefix="gleam-geo-chips",
+        initializer=_yield_cpu if yield_cpu else None,
+    )
     pending: deque[tuple[list[Chip], Future[list[_T | None]]]] = deque()
     in_flight = 0
 
@@ -438,6 +458,7 @@ def iter_chip_batches(
     progress: ProgressCallback | None = None,
     *,
     prefetch_batches: int = 3,
+    yield_cpu: bool = False,
 ) -> Iterator[ChipBatch]:
     """Yield batches of preprocessed chips, read and preprocessed in background threads.
 
@@ -454,6 +475,9 @@ def iter_chip_batches(
         progress: called per chip considered (stage ``"chipping"``); returning ``False``
             raises :class:`~gleam_geo.errors.CancelledError`.
         prefetch_batches: how many batches' worth of chips are read ahead of the consumer.
+        yield_cpu: run the reader threads at the lowest CPU priority, for a consumer that
+            needs every core (an encoder on the CPU): reads then fill its idle moments
+            instead of slowing it down.
 
     Raises:
         RasterReadError: a window could not be read. Exceptions from ``preprocess`` reach
@@ -474,7 +498,7 @@ def iter_chip_batches(
     chips: list[Chip] = []
     arrays: list[np.ndarray] = []
     for chip, pixels in _iter_valid(
-        catalog, config, prepare, num_workers, max(1, prefetch_batches) * batch_size, progress
+        catalog, config, prepare, num_workers, max(1, prefetch_batches) * batch_size, progress, yield_cpu
     ):
         chips.append(chip)
         arrays.append(pixels)

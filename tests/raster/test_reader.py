@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -286,6 +288,23 @@ def test_preprocess_gets_a_read_only_channels_last_view(sample):
     batch = next(iter_chip_batches([source], config, preprocess, batch_size=4))
     assert seen[0] == ((32, 32, 3), False)
     assert np.array_equal(batch.pixels[0], _to_chw(next(iter_chip_images([source], config))[1]))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread CPU priority is Linux only")
+@pytest.mark.parametrize("yield_cpu", [False, True])
+def test_readers_yield_the_cpu_only_when_asked(sample, yield_cpu):
+    source = open_raster(sample("netherlands"))
+    config = TilingConfig(gsd_m=source.pixel_size_m[0], chip_size_px=32)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = set()
+
+    def preprocess(image):
+        seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return _to_chw(image)
+
+    list(iter_chip_batches([source], config, preprocess, batch_size=8, num_workers=2, yield_cpu=yield_cpu))
+    assert seen == ({19} if yield_cpu else {own})
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller is untouched
 
 
 def test_progress_counts_every_chip_considered(sample):

@@ -40,7 +40,7 @@ def main() -> None:
         side_m=suite.side_m, tilt_deg=suite.tilt_deg, photometric=True,
     )  # fmt: skip
     queries = [render_view(spec) for spec in specs]
-    variants = {"refine all 5": Refiner(stop_prob=None), "early stop 0.95": Refiner()}
+    variants = {"refine all top_k": Refiner(stop_prob=None), "early stop 0.95": Refiner()}
     localize(queries[0].pixels, index, crs=queries[0].crs)  # warm-up: model load, caches
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for query in queries:

@@ -252,7 +252,7 @@ def localize(
     device: str | None = None,
     progress: ProgressCallback | None = None,
     refine: bool = True,
-    refine_top_k: int = 5,
+    refine_top_k: int = 10,
     rotations: int = 4,
     refiner: Refiner | None = None,
     explain: bool = False,

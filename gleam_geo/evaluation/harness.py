@@ -165,7 +165,7 @@ def run_suite(
     seed: int = 0,
     count: int | None = None,
     rotations: int = 4,
-    refine_top_k: int = 5,
+    refine_top_k: int = 10,
     refiner: Refiner | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[QueryOutcome], list[tuple[Query, Refinement]]]:

@@ -377,7 +377,7 @@ def localize(
     results = _apply_refinements(results, refinements).head(top_k)
     if not explain:
         return results
-    kept = dict(zip(chips["chip_id"].astype(str), refinements, strict=False))  # refining may stop early
+    kept = dict(zip(chips["chip_id"].astype(str), refinements, strict=True))  # no early stop here
     return explain_results(
         results, query.pixels, geo_index.chips(found_ids.tolist()), kept, **explain_options, refiner=refiner
     )

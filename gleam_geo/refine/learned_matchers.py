@@ -128,14 +128,14 @@ class GlueMatcher:
         views = query.views or (query,)
         if self.pick_view_by_descriptors:
             views = (max(views, key=lambda v: _distinct_neighbours(v, reference)),)
-        best = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), len(query.points))
+        best = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         for view in views:
             if len(view.points) < 2 or len(reference.points) < 2:
                 continue
             with _torch_threads(self.threads):
                 pairs = self._glue(view, reference)
             if len(pairs) > len(best.query):
-                best = Matches(view.points[pairs[:, 0]], reference.points[pairs[:, 1]], len(view.points))
+                best = Matches(view.points[pairs[:, 0]], reference.points[pairs[:, 1]])
         return best
 
     @staticmethod

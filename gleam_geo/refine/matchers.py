@@ -43,12 +43,10 @@ class Matches:
     Attributes:
         query: matched query keypoints.
         reference: matched reference keypoints.
-        num_query: keypoints found in the query (for the inlier ratio).
     """
 
     query: np.ndarray
     reference: np.ndarray
-    num_query: int
 
 
 @runtime_checkable
@@ -112,7 +110,7 @@ class SiftMatcher:
 
     def match(self, query: Features, reference: Features) -> Matches:
         """Ratio-test matches from query to reference that are also mutual nearest neighbours."""
-        empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), len(query.points))
+        empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         if len(query.points) < 2 or len(reference.points) < 2:
             return empty
         similarity = query.descriptors @ reference.descriptors.T  # unit vectors: cos = 1 - d^2/2
@@ -127,4 +125,4 @@ class SiftMatcher:
         keep = (d1 < self.ratio * d2) & mutual
         if not keep.any():
             return empty
-        return Matches(query.points[keep], reference.points[nearest[keep]], len(query.points))
+        return Matches(query.points[keep], reference.points[nearest[keep]])

@@ -42,15 +42,18 @@ def candidates(suite: str, seed: int, count: int, data: Path, indexes: Path, cac
     outcomes, _ = run_suite(SUITES[suite], data, indexes, seed=seed, count=count)
     rows = []
     for query, outcome in enumerate(outcomes):
-        for rank, (x, label, error, radius) in enumerate(
+        for rank, (x, label, error, radius, method) in enumerate(
             zip(
                 outcome.calibration_rows,
                 outcome.calibration_labels,
                 outcome.candidate_errors_m,
                 outcome.candidate_radii_m,
+                outcome.candidate_methods,
                 strict=True,
             )
         ):
+            if method != "keypoints":  # structure matches have their own calibration
+                continue
             rows.append(
                 {"suite": suite, "seed": seed, "query": query, "rank": rank, "label": label}
                 | dict(zip(FEATURE_NAMES, x.tolist(), strict=True))

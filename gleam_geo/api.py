@@ -255,6 +255,7 @@ def localize(
     refine_top_k: int = 10,
     rotations: int = 4,
     refiner: Refiner | None = None,
+    query_gsd_m: float | None = None,
     explain: bool = False,
     language: str = "en",
     explain_backend: str | Explainer | None = None,
@@ -288,6 +289,10 @@ def localize(
         rotations: with ``refine``, the query is also searched turned by this many evenly
             spaced angles (best score per chip), so retrieval copes with any heading.
         refiner: a configured :class:`~gleam_geo.refine.Refiner` (matcher, calibration).
+        query_gsd_m: ground size of one pixel of a nadir query, metres, when known (flight
+            altitude and camera, or a georeferenced image). With ``refine``, a query that no
+            candidate verifies is then also searched by its edge layout around the
+            candidates, which finds places whose land cover changed (e.g. years apart).
         explain: say for the first ``explain_top_k`` candidates whether the photo and the
             chip show the same place, and why (see :func:`gleam_geo.explain`).
         language: language of the explanations, "en" or "zh".
@@ -373,7 +378,7 @@ def localize(
     results = _candidates(geo_index, found_scores, found_ids, view, enc.model_id, query.path, out_crs)
     chips = geo_index.chips(found_ids[:refine_top_k].tolist())
     refiner = keeping_images(refiner) if explain else (refiner or Refiner())
-    refinements = refiner.refine(query.pixels, chips, found_scores[:refine_top_k])
+    refinements = refiner.refine(query.pixels, chips, found_scores[:refine_top_k], query_gsd_m=query_gsd_m)
     results = _apply_refinements(results, refinements).head(top_k)
     if not explain:
         return results

@@ -214,6 +214,14 @@ def index_info(index_dir: str, as_json: bool) -> None:
 )
 @click.option("--top-k", type=int, default=10, show_default=True, help="Candidates per image.")
 @click.option(
+    "--gsd",
+    "query_gsd_m",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ground size of a query pixel (m), when known: enables the edge-layout search for "
+    "places whose land cover changed.",
+)
+@click.option(
     "-o",
     "--out",
     "out_path",
@@ -241,6 +249,7 @@ def localize_command(
     region_file: str | None,
     modality: str,
     top_k: int,
+    query_gsd_m: float | None,
     out_path: str | None,
     explain: bool,
     language: str,
@@ -256,6 +265,7 @@ def localize_command(
       gleam-geo localize drone.jpg --index my_index --top-k 5 -o hits.gpkg
       gleam-geo localize a.jpg b.jpg --raster ortho.tif --bbox 32.58 0.33 32.59 0.34
       gleam-geo localize drone.jpg --index my_index --explain --language zh
+      gleam-geo localize naip_2009_crop.png --index naip_2020 --gsd 5
     """
     import geopandas as gpd
     import pandas as pd
@@ -286,6 +296,7 @@ def localize_command(
                     encoder=encoder,
                     device=device,
                     progress=callback,
+                    query_gsd_m=query_gsd_m,
                     explain=explain,
                     language=language,
                     explain_backend=explain_backend,

@@ -54,6 +54,8 @@ class Suite:
         hit_radius_m: a candidate within this distance of the truth is a hit (R@k, failures).
         correct_radius_m: a refined position within this distance is right (calibration labels).
         in_index: whether the query's place is in the index.
+        gsd_known: the query's ground resolution is passed to ``localize`` (as it is for a
+            georeferenced crop, or a drone photo with a known altitude and camera).
         tiling: index tiling overrides.
     """
 
@@ -70,6 +72,7 @@ class Suite:
     hit_radius_m: float = 19.2
     correct_radius_m: float = 5.0
     in_index: bool = True
+    gsd_known: bool = False
     tiling: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,11 +94,11 @@ SUITES: dict[str, Suite] = {
         Suite(
             "cross_time", "naip2020", ("naip_nd/naip_m_4709963_se_14_1_20200831.tif",),
             "naip_nd/naip_m_4709963_se_14_1_20090818.tif", 30, 160, (480.0, 960.0),
-            hit_radius_m=320.0, correct_radius_m=50.0, tiling={"gsd_m": 5.0},
+            hit_radius_m=320.0, correct_radius_m=50.0, gsd_known=True, tiling={"gsd_m": 5.0},
         ),
         Suite(
             "out_of_index", "kampala_distractors", KAMPALA_INDEX, "pix4d/pix4d_orthomosaic_alpha.tif", 20,
-            256, (19.2, 76.8), (0.0, 30.0), photometric=True, in_index=False,
+            256, (19.2, 76.8), (0.0, 30.0), photometric=True, in_index=False, gsd_known=True,
         ),
     )
 }  # fmt: skip
@@ -107,8 +110,15 @@ class _RecordingRefiner(Refiner):
 
     last: list[Refinement]
 
-    def refine(self, image: np.ndarray, chips: pd.DataFrame, scores: Sequence[float]) -> list[Refinement]:
-        self.last = super().refine(image, chips, scores)
+    def refine(
+        self,
+        image: np.ndarray,
+        chips: pd.DataFrame,
+        scores: Sequence[float],
+        *,
+        query_gsd_m: float | None = None,
+    ) -> list[Refinement]:
+        self.last = super().refine(image, chips, scores, query_gsd_m=query_gsd_m)
         return self.last
 
 
@@ -134,7 +144,7 @@ def _outcome(
     hit = next((i + 1 for i, d in enumerate(distances) if d <= suite.hit_radius_m), None)
     top = results.iloc[0]
     heading_error = abs((top["heading_deg"] - query.true_heading_deg + 180.0) % 360.0 - 180.0)
-    rows, labels, errors, radii = [], [], [], []
+    rows, labels, errors, radii, probs, methods = [], [], [], [], [], []
     for refinement in refinements:
         projection = refinement.projection
         error = _distance(projection.point, query.true_xy) if projection and suite.in_index else math.nan
@@ -142,6 +152,8 @@ def _outcome(
         labels.append(int(error <= suite.correct_radius_m))
         errors.append(error)
         radii.append(projection.error_radius_m if projection else math.nan)
+        probs.append(refinement.match_prob)
+        methods.append(refinement.method)
     return QueryOutcome(
         hit_rank=hit if suite.in_index else None,
         error_m=distances[0],
@@ -154,6 +166,8 @@ def _outcome(
         calibration_labels=labels,
         candidate_errors_m=errors,
         candidate_radii_m=radii,
+        candidate_probs=probs,
+        candidate_methods=methods,
     )
 
 
@@ -194,6 +208,7 @@ def run_suite(
         refiner.matcher if refiner else None,
         refiner.calibration if refiner else None,
         stop_prob=refiner.stop_prob if refiner else None,
+        structure_calibration=refiner.structure_calibration if refiner else None,
         keep_images=True,
     )
     tracker = Progress(progress, f"eval {suite.name}", len(specs))
@@ -210,6 +225,7 @@ def run_suite(
             rotations=rotations,
             refine_top_k=refine_top_k,
             refiner=recorder,
+            query_gsd_m=spec.ground_side_m / spec.size_px if suite.gsd_known else None,
         )
         seconds = time.perf_counter() - start
         outcomes.append(_outcome(suite, query, results, recorder.last, seconds))
@@ -224,10 +240,16 @@ def run_suite(
 
 
 def fit_from_outcomes(outcomes: Sequence[QueryOutcome]) -> Calibration:
-    """Fit the ``match_prob`` calibration on every refined candidate of ``outcomes``."""
-    rows = [row for outcome in outcomes for row in outcome.calibration_rows]
-    labels = [label for outcome in outcomes for label in outcome.calibration_labels]
-    return fit_calibration(np.array(rows), np.array(labels))
+    """Fit the keypoint ``match_prob`` calibration on every keypoint-refined candidate of ``outcomes``."""
+    pairs = [
+        (row, label)
+        for outcome in outcomes
+        for row, label, method in zip(
+            outcome.calibration_rows, outcome.calibration_labels, outcome.candidate_methods, strict=True
+        )
+        if method == "keypoints"
+    ]
+    return fit_calibration(np.array([row for row, _ in pairs]), np.array([label for _, label in pairs]))
 
 
 def evaluate(
@@ -281,10 +303,9 @@ def evaluate(
             refiner=refiner, progress=progress,
         )  # fmt: skip
         results[name], examples[name] = outcomes, pairs
-        rows = [row for outcome in outcomes for row in outcome.calibration_rows]
+        probs = [prob for outcome in outcomes for prob in outcome.candidate_probs]
         labels = [label for outcome in outcomes for label in outcome.calibration_labels]
-        if rows:
-            probs = refiner.calibration.probability(np.array(rows)).tolist()
+        if probs:
             all_probs += probs
             all_labels += labels
             right = [

@@ -35,6 +35,8 @@ class QueryOutcome:
         candidate_errors_m: distance from each refined candidate's point to the truth (NaN
             when unverified or the place is not in the index).
         candidate_radii_m: each refined candidate's ``error_radius_m`` (NaN when unverified).
+        candidate_probs: each refined candidate's ``match_prob``.
+        candidate_methods: how each was refined (``keypoints`` or ``structure``).
     """
 
     hit_rank: int | None
@@ -48,6 +50,8 @@ class QueryOutcome:
     calibration_labels: list[int] = field(default_factory=list)
     candidate_errors_m: list[float] = field(default_factory=list)
     candidate_radii_m: list[float] = field(default_factory=list)
+    candidate_probs: list[float] = field(default_factory=list)
+    candidate_methods: list[str] = field(default_factory=list)
 
 
 def _finite(probs: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

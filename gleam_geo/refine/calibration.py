@@ -45,16 +45,29 @@ class Calibration:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def load_calibration(path: str | Path | None = None) -> Calibration:
-    """Read calibration parameters (default: the ones shipped with the package)."""
+def load_calibration(
+    path: str | Path | None = None, feature_names: tuple[str, ...] = FEATURE_NAMES
+) -> Calibration:
+    """Read calibration parameters (default: the shipped keypoint calibration).
+
+    Raises:
+        ValueError: the file was fitted on other features than ``feature_names``.
+    """
     data = json.loads(Path(path or _DEFAULT_PATH).read_text())
     names = tuple(data.get("feature_names", FEATURE_NAMES))
-    if names != FEATURE_NAMES:
-        raise ValueError(f"calibration file has features {names}; this version expects {FEATURE_NAMES}")
+    if names != feature_names:
+        raise ValueError(f"calibration file {path} has features {names}; expected {feature_names}")
     return Calibration(weights=tuple(data["weights"]), bias=float(data["bias"]), feature_names=names)
 
 
-def fit_calibration(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iterations: int = 50) -> Calibration:
+def fit_calibration(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    l2: float = 1e-2,
+    iterations: int = 50,
+    feature_names: tuple[str, ...] = FEATURE_NAMES,
+) -> Calibration:
     """Fit a logistic model by Newton's method (IRLS) with a small L2 penalty.
 
     Args:
@@ -62,6 +75,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iteration
         y: 1 where the candidate's refined position was right, else 0.
         l2: ridge penalty on the weights (not the bias).
         iterations: Newton steps at most.
+        feature_names: what the columns of ``x`` are.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -79,4 +93,6 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iteration
         theta -= step
         if np.abs(step).max() < 1e-8:
             break
-    return Calibration(weights=tuple(float(w) for w in theta[1:]), bias=float(theta[0]))
+    return Calibration(
+        weights=tuple(float(w) for w in theta[1:]), bias=float(theta[0]), feature_names=feature_names
+    )

@@ -146,6 +146,8 @@ def project_query(
     query_size: tuple[int, int],
     reference_transform: Affine,
     metres_per_unit: float,
+    *,
+    error_radius_m: float | None = None,
 ) -> Projection:
     """Place the query on the map through the verified homography.
 
@@ -155,6 +157,8 @@ def project_query(
         reference_transform: reference patch pixel (corner) to map CRS coordinates.
         metres_per_unit: true metres per map CRS unit at the patch (1 for UTM, ~1/cos(lat)
             inverse for web-mercator).
+        error_radius_m: the error radius when the caller knows it (a match without
+            inliers); by default it comes from the inlier count and residuals.
     """
     width, height = query_size
     to_map = _affine_matrix(reference_transform) @ verification.homography
@@ -164,15 +168,16 @@ def project_query(
     up = jacobian @ np.array([0.0, -1.0])
     heading = math.degrees(math.atan2(up[0], up[1])) % 360.0
     gsd = math.sqrt(abs(np.linalg.det(jacobian))) * metres_per_unit
-    reference_gsd = math.sqrt(abs(reference_transform.determinant)) * metres_per_unit
-    standard_error_px = max(verification.rms_px, 0.5) * math.sqrt(4.0 / verification.inliers)
-    radius = reference_gsd * (1.0 + _ERROR_SCALE * standard_error_px)
+    if error_radius_m is None:
+        reference_gsd = math.sqrt(abs(reference_transform.determinant)) * metres_per_unit
+        standard_error_px = max(verification.rms_px, 0.5) * math.sqrt(4.0 / verification.inliers)
+        error_radius_m = reference_gsd * (1.0 + _ERROR_SCALE * standard_error_px)
     return Projection(
         point=shapely.Point(centre),
         footprint=shapely.Polygon(outline),
         heading_deg=heading,
         gsd_m=gsd,
-        error_radius_m=radius,
+        error_radius_m=error_radius_m,
     )
 
 

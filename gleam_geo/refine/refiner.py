@@ -5,18 +5,26 @@ from the source raster at the chip's ground resolution; the query's local featur
 matched against it, a homography is verified with RANSAC, and the query centre, outline,
 heading, GSD and error radius are projected into the raster's CRS. A logistic
 calibration turns the verification features into ``match_prob``.
+
+When no candidate verifies and the query's ground resolution is known, a structure search
+(:mod:`.structure`) looks for the query's edge layout over a window around the candidates:
+it finds places whose land cover changed too much for keypoints (e.g. years apart), and
+has its own calibration.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 
 from ..raster import RasterSource, open_raster
 from ..records import PixelWindow
@@ -24,8 +32,19 @@ from .calibration import Calibration, features, load_calibration
 from .geometry import Projection, Verification, estimate_homography, project_query
 from .matchers import Features, LocalMatcher, SiftMatcher
 from .patch import ReferencePatch, read_patch
+from .structure import STRUCTURE_FEATURES, StructureSearch
 
-__all__ = ["Refinement", "Refiner"]
+__all__ = ["Refinement", "Refiner", "load_structure_calibration"]
+
+_STRUCTURE_CALIBRATION = Path(__file__).with_name("structure_calibration.json")
+_STRUCTURE_TEMPLATE_PX = 160  # query side at the structure search's resolution
+_STRUCTURE_RADIUS_PX = 3.0  # error radius of a structure match, in search pixels (measured)
+_STRUCTURE_SOURCES = 3  # rasters searched at most, in retrieval order
+
+
+def load_structure_calibration(path: str | Path | None = None) -> Calibration:
+    """The structure search's ``match_prob`` calibration (default: the shipped one)."""
+    return load_calibration(path or _STRUCTURE_CALIBRATION, STRUCTURE_FEATURES)
 
 
 @dataclass
@@ -40,6 +59,7 @@ class Refinement:
         crs: CRS of ``projection`` (the source raster's).
         verification: the homography and inlier points, for drawing.
         patch: the reference patch the query was matched against.
+        method: ``keypoints`` (local features and RANSAC) or ``structure`` (edge-layout search).
     """
 
     match_prob: float
@@ -49,6 +69,7 @@ class Refinement:
     crs: str
     verification: Verification | None = None
     patch: ReferencePatch | None = None
+    method: str = "keypoints"
 
 
 @lru_cache(maxsize=64)
@@ -69,6 +90,11 @@ class Refiner:
         stop_prob: stop refining once a candidate reaches this ``match_prob`` (later candidates
             are returned unrefined); ``None`` refines every candidate.
         keep_images: keep the patch and inlier points in each result (for plots).
+        structure: search by edge layout when no candidate verifies and the query's ground
+            resolution is given (see :meth:`refine`).
+        structure_calibration: its match-probability model (default: the shipped one).
+        structure_window_px: side of the structure search window, in search pixels (about
+            160 per query side); it is centred on the candidates and clipped to the raster.
     """
 
     def __init__(
@@ -81,6 +107,9 @@ class Refiner:
         min_inliers: int = 8,
         stop_prob: float | None = 0.95,
         keep_images: bool = False,
+        structure: bool = True,
+        structure_calibration: Calibration | None = None,
+        structure_window_px: int = 1536,
     ) -> None:
         if margin < 1:
             raise ValueError(f"margin must be at least 1 (the chip itself), got {margin}")
@@ -88,6 +117,11 @@ class Refiner:
             raise ValueError(f"query_max_px must be at least 32, got {query_max_px}")
         if stop_prob is not None and not 0 < stop_prob <= 1:
             raise ValueError(f"stop_prob must be in (0, 1] or None, got {stop_prob}")
+        if structure_window_px < 2 * _STRUCTURE_TEMPLATE_PX:
+            raise ValueError(
+                f"structure_window_px must be at least {2 * _STRUCTURE_TEMPLATE_PX}, "
+                f"got {structure_window_px}"
+            )
         if isinstance(matcher, str):
             from .learned_matchers import get_matcher
 
@@ -99,6 +133,9 @@ class Refiner:
         self.min_inliers = min_inliers
         self.stop_prob = stop_prob
         self.keep_images = keep_images
+        self.structure = structure
+        self.structure_calibration = structure_calibration or load_structure_calibration()
+        self.structure_window_px = structure_window_px
 
     def _query_features(self, image: np.ndarray) -> tuple[Features, float]:
         """Features of the downscaled query, and the scale (resized px per original px)."""
@@ -109,18 +146,32 @@ class Refiner:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return self.matcher.query_features(image), factor
 
-    def refine(self, image: np.ndarray, chips: pd.DataFrame, scores: Sequence[float]) -> list[Refinement]:
+    def refine(
+        self,
+        image: np.ndarray,
+        chips: pd.DataFrame,
+        scores: Sequence[float],
+        *,
+        query_gsd_m: float | None = None,
+    ) -> list[Refinement]:
         """Refine each chip row (``source``, ``crs``, window, ``gsd_m``) against the query ``image``.
 
         Args:
             image: the query, RGB uint8 ``(H, W, 3)``.
             chips: sidecar rows of the candidates (as from ``GeoIndex.chips``).
             scores: their retrieval scores, same order.
+            query_gsd_m: ground size of one query pixel (a nadir view), when known (from the
+                flight altitude and camera, or a georeferenced image); it enables the
+                structure search when no candidate verifies.
 
         Returns:
             One :class:`Refinement` per row refined, in the same order: all rows, or the rows
-            up to the first whose ``match_prob`` reaches ``stop_prob``.
+            up to the first whose ``match_prob`` reaches ``stop_prob``. A structure match
+            replaces the refinement of the candidate chip nearest to it, when it is more
+            probable.
         """
+        if query_gsd_m is not None and not (math.isfinite(query_gsd_m) and query_gsd_m > 0):
+            raise ValueError(f"query_gsd_m must be a positive number of metres, got {query_gsd_m}")
         query, factor = self._query_features(image)
         height, width = image.shape[:2]
         scale = np.diag([factor, factor, 1.0])
@@ -160,7 +211,82 @@ class Refiner:
             )
             if self.stop_prob is not None and results[-1].match_prob >= self.stop_prob:
                 break
+        if (
+            self.structure
+            and query_gsd_m is not None
+            and results
+            and max(r.match_prob for r in results) < 0.5
+        ):
+            self._structure_fallback(image, chips.iloc[: len(results)], query_gsd_m, results)
         return results
+
+    def _structure_fallback(
+        self, image: np.ndarray, chips: pd.DataFrame, query_gsd_m: float, results: list[Refinement]
+    ) -> None:
+        """Search the candidates' rasters by edge layout; put the best match in ``results``."""
+        height, width = image.shape[:2]
+        search_gsd = query_gsd_m * min(height, width) / _STRUCTURE_TEMPLATE_PX
+        best: Refinement | None = None
+        for path in list(dict.fromkeys(chips["source"].astype(str)))[:_STRUCTURE_SOURCES]:
+            source = _source(path)
+            window = self._structure_window(source, chips[chips["source"].astype(str) == path], search_gsd)
+            refinement = self.search_structure(image, source, window, query_gsd_m)
+            if refinement is not None and (best is None or refinement.match_prob > best.match_prob):
+                best = refinement
+        if best is None or best.projection is None:
+            return
+        point = best.projection.point
+        centres = [shapely.from_wkt(wkt).centroid for wkt in chips["native_footprint"]]
+        distances = [
+            point.distance(centre) if crs == best.crs else math.inf
+            for centre, crs in zip(centres, chips["crs"].astype(str), strict=True)
+        ]
+        nearest = int(np.argmin(distances))
+        if best.match_prob > results[nearest].match_prob:
+            results[nearest] = best
+
+    def search_structure(
+        self, image: np.ndarray, source: RasterSource, window: PixelWindow, query_gsd_m: float
+    ) -> Refinement | None:
+        """Search ``window`` of ``source`` for the query by edge layout (see :mod:`.structure`).
+
+        The window is read at about 160 pixels per query side (never finer than the raster).
+        Returns ``None`` when the query does not fit in the window.
+        """
+        height, width = image.shape[:2]
+        gsd = max(query_gsd_m * min(height, width) / _STRUCTURE_TEMPLATE_PX, source.gsd_m)
+        with rasterio.open(source.path) as dataset:
+            patch = read_patch(dataset, source, window, margin=1.0, gsd_m=gsd)
+        match = StructureSearch(patch.pixels).search(image, query_gsd_m / gsd)
+        if match is None:
+            return None
+        verification = Verification(
+            match.homography((width, height)), 0, 0.0, 0.0, np.empty((0, 2)), np.empty((0, 2))
+        )
+        projection = project_query(
+            verification, (width, height), patch.transform, patch.metres_per_unit,
+            error_radius_m=gsd * _STRUCTURE_RADIUS_PX,
+        )  # fmt: skip
+        return Refinement(
+            match_prob=float(self.structure_calibration.probability(match.features)),
+            features=match.features,
+            inliers=0,
+            projection=projection,
+            crs=patch.crs,
+            verification=verification if self.keep_images else None,
+            patch=self._kept(patch),
+            method="structure",
+        )
+
+    def _structure_window(self, source: RasterSource, rows: pd.DataFrame, gsd_m: float) -> PixelWindow:
+        """A square of ``structure_window_px`` search pixels centred on the rows' chips, in the raster."""
+        gsd_m = max(gsd_m, source.gsd_m)
+        side = min(round(self.structure_window_px * gsd_m / source.gsd_m), max(source.width, source.height))
+        cx = float(np.mean(rows["col_off"] + rows["width"] / 2))
+        cy = float(np.mean(rows["row_off"] + rows["height"] / 2))
+        col0 = int(np.clip(round(cx - side / 2), 0, max(0, source.width - side)))
+        row0 = int(np.clip(round(cy - side / 2), 0, max(0, source.height - side)))
+        return PixelWindow(col0, row0, min(side, source.width - col0), min(side, source.height - row0))
 
     def _kept(self, patch: ReferencePatch) -> ReferencePatch | None:
         return patch if self.keep_images else None

@@ -53,5 +53,5 @@ def test_shipped_calibration_rewards_inliers():
 def test_wrong_feature_names_are_refused(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"weights": [1.0], "bias": 0.0, "feature_names": ["x"]}))
-    with pytest.raises(ValueError, match="expects"):
+    with pytest.raises(ValueError, match="expected"):
         load_calibration(path)

@@ -7,6 +7,9 @@ resolution), each searched twice with :meth:`Refiner.search_structure`:
 * in the half of the raster (left/right or top/bottom) that does not hold the query: label 0,
   the place is not there, so these are the best wrong peaks a search can find.
 
+and from the ``out_of_index`` suite's queries (pix4d drone views, a place in no index),
+searched in a window of ``kampala_z19.tif`` as the fallback would: label 0, another landscape.
+
 It reports held-out ECE, Brier, accuracy at 0.5, and how often the error radius holds the
 truth; ``--ship`` writes the fit to ``gleam_geo/refine/structure_calibration.json``::
 
@@ -88,6 +91,31 @@ def examples(seed: int, count: int, data: Path, correct_m: float) -> list[dict]:
     return rows
 
 
+def out_of_index_examples(seed: int, count: int, data: Path) -> list[dict]:
+    """Negatives: drone views of a place in no index, searched in the middle of kampala_z19."""
+    suite = SUITES["out_of_index"]
+    specs = sample_specs(
+        str(data / suite.query_source), count, seed, size_px=suite.size_px, side_m=suite.side_m,
+        tilt_deg=suite.tilt_deg, photometric=suite.photometric,
+    )  # fmt: skip
+    source = open_raster(str(data / suite.index_rasters[0]))
+    refiner = Refiner()
+    rows = []
+    for spec in specs:
+        query = render_view(spec)
+        gsd = spec.ground_side_m / spec.size_px
+        side = min(
+            round(refiner.structure_window_px * gsd * 256 / 160 / source.gsd_m), source.width, source.height
+        )
+        window = PixelWindow((source.width - side) // 2, (source.height - side) // 2, side, side)
+        found = refiner.search_structure(query.pixels, source, window, gsd)
+        if found is not None:
+            rows.append(
+                {"x": found.features, "label": 0, "error": math.nan, "radius": math.nan, "seconds": 0}
+            )
+    return rows
+
+
 def _report(name: str, calibration, rows: list[dict]) -> float:
     x = np.array([r["x"] for r in rows])
     y = np.array([r["label"] for r in rows])
@@ -116,7 +144,9 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data)
     fit_rows = examples(args.fit_seed, args.fit_count, data, args.correct_m)
+    fit_rows += out_of_index_examples(args.fit_seed, args.fit_count // 2, data)
     test_rows = examples(args.test_seed, args.test_count, data, args.correct_m)
+    test_rows += out_of_index_examples(args.test_seed, args.test_count // 2, data)
     print(
         "structure search: median "
         f"{np.median([r['seconds'] for r in test_rows if r['seconds']]):.1f} s per query"

@@ -39,7 +39,7 @@ __all__ = ["Refinement", "Refiner", "load_structure_calibration"]
 _STRUCTURE_CALIBRATION = Path(__file__).with_name("structure_calibration.json")
 _STRUCTURE_TEMPLATE_PX = 160  # query side at the structure search's resolution
 _STRUCTURE_RADIUS_PX = 3.0  # error radius of a structure match, in search pixels (measured)
-_STRUCTURE_SOURCES = 3  # rasters searched at most, in retrieval order
+_STRUCTURE_SOURCES = 2  # rasters searched at most, in retrieval order
 
 
 def load_structure_calibration(path: str | Path | None = None) -> Calibration:
@@ -109,7 +109,7 @@ class Refiner:
         keep_images: bool = False,
         structure: bool = True,
         structure_calibration: Calibration | None = None,
-        structure_window_px: int = 1536,
+        structure_window_px: int = 1024,
     ) -> None:
         if margin < 1:
             raise ValueError(f"margin must be at least 1 (the chip itself), got {margin}")

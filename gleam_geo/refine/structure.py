@@ -86,8 +86,8 @@ class _Correlator:
     def __init__(self, field: np.ndarray) -> None:
         self.height, self.width = field.shape[1:]
         self.shape = (sfft.next_fast_len(self.height, True), sfft.next_fast_len(self.width, True))
+        self.field64 = field.astype(np.float64)
         self.spectrum = sfft.rfft2(field, self.shape)
-        self.squared_spectrum = sfft.rfft2(field * field, self.shape)
 
     def _correlate(self, spectrum: np.ndarray, template: np.ndarray) -> np.ndarray:
         """Valid-mode correlation, summed over channels when ``spectrum`` has them."""
@@ -97,16 +97,35 @@ class _Correlator:
         return out[: self.height - side + 1, : self.width - side + 1]
 
     def variance(self, mask: np.ndarray) -> np.ndarray:
-        """Summed over channels: the reference's variance under ``mask`` at each offset, times its area."""
+        """Summed over channels: the reference's variance under ``mask`` at each offset, times its area.
+
+        Computed in float64 (a difference of large sums); offsets where the reference is flat
+        (no data, open water: under 5% of the median variance) get NaN, so they never peak.
+        """
         area = float(mask.sum())
-        local_sum = np.stack([self._correlate(channel, mask) for channel in self.spectrum])
-        local_squares = np.stack([self._correlate(channel, mask) for channel in self.squared_spectrum])
-        return np.maximum((local_squares - local_sum**2 / area).sum(0), 1e-9)
+        spectrum = sfft.rfft2(mask.astype(np.float64), self.shape)
+        sums = [
+            sfft.irfft2(sfft.rfft2(channel, self.shape) * np.conj(spectrum), self.shape)
+            for channel in self.field64
+        ]
+        squares = [
+            sfft.irfft2(sfft.rfft2(channel * channel, self.shape) * np.conj(spectrum), self.shape)
+            for channel in self.field64
+        ]
+        side = mask.shape[-1]
+        valid = (slice(0, self.height - side + 1), slice(0, self.width - side + 1))
+        variance = sum(
+            square[valid] - total[valid] ** 2 / area for total, square in zip(sums, squares, strict=True)
+        )
+        floor = 0.05 * float(np.median(variance))
+        return np.where(variance > max(floor, 1e-12), variance, np.nan)
 
     def ncc(self, template: np.ndarray, variance: np.ndarray) -> np.ndarray:
         """NCC map of a masked, zero-mean template against the reference."""
         norm = float(np.sqrt((template * template).sum()))
-        return self._correlate(self.spectrum, template) / (max(norm, 1e-9) * np.sqrt(variance))
+        return np.nan_to_num(
+            self._correlate(self.spectrum, template) / (max(norm, 1e-9) * np.sqrt(variance)), nan=-1.0
+        )
 
 
 def _disk(side: int) -> np.ndarray:

@@ -29,26 +29,16 @@ from gleam_geo.evaluation import SUITES
 from gleam_geo.evaluation.queries import Query, render_view, sample_specs
 from gleam_geo.raster import open_raster
 from gleam_geo.records import PixelWindow
-from gleam_geo.refine import LocalMatcher, ReferencePatch, estimate_homography, read_patch
+from gleam_geo.refine import LocalMatcher, ReferencePatch, estimate_homography, read_patch, structure
 from gleam_geo.refine.learned_matchers import get_matcher
-from gleam_geo.refine.matchers import Features, to_gray
+from gleam_geo.refine.matchers import Features
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def orientation_field(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Doubled-angle gradient orientation ``(H, W, 2)`` float32, weighted by a soft magnitude.
-
-    ``(cos 2t, sin 2t)`` is the same for a dark-to-bright and a bright-to-dark edge, so a
-    shore or field border matches whatever its contrast was in either image.
-    """
-    gray = cv2.GaussianBlur(to_gray(image).astype(np.float32), (0, 0), sigma)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
-    squared = np.maximum(gx * gx + gy * gy, 1e-6)
-    magnitude = np.sqrt(squared)
-    weight = magnitude / (magnitude + 2.0 * float(np.median(magnitude)) + 1e-3) / squared
-    return np.stack([(gx * gx - gy * gy) * weight, 2.0 * gx * gy * weight], axis=-1).astype(np.float32)
+def orientation_field(image: np.ndarray) -> np.ndarray:
+    """The library's doubled-angle orientation field, channels last ``(H, W, 2)`` for OpenCV."""
+    return np.ascontiguousarray(np.moveaxis(structure.orientation_field(image), 0, -1))
 
 
 def _rotated(image: np.ndarray, angle_deg: float) -> tuple[np.ndarray, np.ndarray]:

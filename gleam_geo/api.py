@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -206,8 +207,18 @@ def cached_index(
     )
     path = cache_dir / "indexes" / hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
     if (path / "manifest.json").is_file():
-        return GeoIndex.open(path)
-    return build_index(catalog, path, encoder=encoder, tiling=config, overwrite=True, progress=progress)
+        index = GeoIndex.open(path)
+        if len(index):
+            return index
+    # Build beside it and rename: an interrupted build never looks like a finished one.
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    build_index(catalog, partial, encoder=encoder, tiling=config, overwrite=True, progress=progress)
+    shutil.rmtree(path, ignore_errors=True)  # an empty index left by an older, interrupted build
+    try:
+        os.replace(partial, path)
+    except OSError:  # another process finished the same index first
+        shutil.rmtree(partial, ignore_errors=True)
+    return GeoIndex.open(path)
 
 
 def resolve_modality(modality: str, pixels: np.ndarray) -> View:
@@ -307,7 +318,7 @@ def localize(
         A GeoDataFrame sorted by rank with columns ``rank``, ``score``, ``geometry`` (best
         point estimate), ``footprint`` (polygon), ``chip_id``, ``source``, ``modality``,
         ``model`` and ``query_path``; with ``refine`` also ``match_prob``, ``heading_deg``,
-        ``error_radius_m``, ``gsd_m`` and ``inliers``; with ``explain`` also ``verdict``,
+        ``error_radius_m``, ``gsd_m``, ``inliers`` and ``refine_method``; with ``explain`` also ``verdict``,
         ``explanation``, ``explanation_model``, ``language`` and ``figure_path`` (see
         :mod:`gleam_geo.schema`).
     """
@@ -395,8 +406,9 @@ def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refineme
     ``match_prob`` for the refined rows, then the remaining rows in retrieval order.
     """
     out_crs = CRS.from_user_input(results.crs)
+    unrefined = {"inliers": 0, "refine_method": None}
     for name in column_names(REFINE_COLUMNS):
-        results[name] = 0 if name == "inliers" else np.nan
+        results[name] = unrefined.get(name, np.nan)
     for row, refinement in enumerate(refinements):
         results.iloc[row, results.columns.get_loc("match_prob")] = refinement.match_prob
         results.iloc[row, results.columns.get_loc("inliers")] = refinement.inliers
@@ -410,6 +422,7 @@ def _apply_refinements(results: gpd.GeoDataFrame, refinements: Sequence[Refineme
         )
         for name in ("heading_deg", "error_radius_m", "gsd_m"):
             results.iloc[row, results.columns.get_loc(name)] = getattr(projection, name)
+        results.iloc[row, results.columns.get_loc("refine_method")] = refinement.method
     refined = len(refinements)
     order = np.concatenate(
         [

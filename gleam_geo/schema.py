@@ -37,8 +37,15 @@ REFINE_COLUMNS: tuple[Column, ...] = (
     Column("error_radius_m", "float", "radius around the point that holds the true position ~9 in 10"),
     Column("gsd_m", "float", "estimated ground size of one query pixel at its centre, metres"),
     Column("inliers", "int", "geometrically verified feature matches (0 when not verified)"),
+    Column(
+        "refine_method",
+        "str",
+        "how the position was found: keypoints (verified feature matches) or structure "
+        "(edge-layout search, for imagery from another date); null when not placed",
+    ),
 )
-"""Refinement columns; NaN (``inliers`` 0) for candidates that were not refined or not verified.
+"""Refinement columns; NaN (``inliers`` 0, ``refine_method`` null) for candidates that were not
+refined or not verified.
 Refined candidates carry the projected query centre as ``geometry`` and its outline as
 ``footprint``; the others keep the chip centre and the chip polygon."""
 

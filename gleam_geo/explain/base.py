@@ -48,6 +48,10 @@ class Evidence:
             reference (-1 to 1).
         gsd_m: estimated query ground sampling distance, metres per pixel.
         error_radius_m: radius that holds the true position about 9 times in 10.
+        method: how the position was found: ``keypoints`` (verified feature matches) or
+            ``structure`` (edge-layout search, when keypoints fail across dates).
+        structure_ncc: the structure search's peak correlation of edge directions (-1 to 1).
+        structure_peak_ratio: that peak over the best one a query radius or more away (>= 1).
     """
 
     retrieval_score: float | None = None
@@ -65,6 +69,9 @@ class Evidence:
     structure_agreement: float | None = None
     gsd_m: float | None = None
     error_radius_m: float | None = None
+    method: str = "keypoints"
+    structure_ncc: float | None = None
+    structure_peak_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The evidence as a JSON-ready dict (``None`` kept, floats rounded for stable prompts)."""

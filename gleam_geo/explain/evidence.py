@@ -5,7 +5,9 @@ verified keypoint matches (count, ratio, how much of the photo they cover), the 
 the homography implies (scale, heading, how far it departs from a nadir view) and how
 well colour and edge structure agree once the reference patch is warped onto the photo
 with that homography. When verification failed, the geometric and appearance fields
-stay ``None`` and ``inliers`` is 0.
+stay ``None`` and ``inliers`` is 0. A position found by the structure search (edge layout,
+no keypoints) carries its peak correlation and peak ratio, its geometry and the
+appearance measured through its similarity transform.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ def measure_evidence(
         "match_prob": float(refinement.match_prob),
     }
     verification, projection, patch = refinement.verification, refinement.projection, refinement.patch
+    if refinement.method == "structure":
+        return _structure_evidence(query, refinement, base)
     if verification is None or projection is None or refinement.inliers == 0:
         putative = 0
         if matcher is not None and patch is not None:
@@ -166,4 +170,21 @@ def measure_evidence(
         structure_agreement=structure,
         gsd_m=float(projection.gsd_m),
         error_radius_m=float(projection.error_radius_m),
+    )
+
+
+def _structure_evidence(query: np.ndarray, refinement: Refinement, base: dict[str, float | None]) -> Evidence:
+    """Evidence for a structure-search position: its peak, its geometry and the appearance through it."""
+    ncc, peak_ratio = (float(value) for value in refinement.features[:2])
+    measured: dict[str, float | None] = {}
+    if refinement.projection is not None:
+        measured["heading_deg"] = float(refinement.projection.heading_deg)
+        measured["gsd_m"] = float(refinement.projection.gsd_m)
+        measured["error_radius_m"] = float(refinement.projection.error_radius_m)
+    verification, patch = refinement.verification, refinement.patch
+    if verification is not None and patch is not None:
+        colour, structure = appearance_agreement(query, patch.pixels, verification.homography)
+        measured["colour_agreement"], measured["structure_agreement"] = colour, structure
+    return Evidence(
+        **base, **measured, method="structure", structure_ncc=ncc, structure_peak_ratio=peak_ratio
     )

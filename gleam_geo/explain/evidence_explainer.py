@@ -38,6 +38,8 @@ class Thresholds:
         structure_good: edge correlation at or above this lines up.
         structure_poor: below this it does not.
         narrow_margin: a retrieval lead smaller than this does not single the chip out.
+        ambiguous_peak: a structure-search peak less than this many times the best one
+            elsewhere does not single the place out.
         uncertain: match probabilities within this of 0.5 make an uncertain verdict.
     """
 
@@ -54,6 +56,7 @@ class Thresholds:
     structure_good: float = 0.35
     structure_poor: float = 0.15
     narrow_margin: float = 0.01
+    ambiguous_peak: float = 1.15
     uncertain: float = 0.15
 
 
@@ -100,6 +103,15 @@ _TEXT: dict[str, dict[str, str]] = {
         "structure_mid": "edges line up only loosely (r = {e:.2f})",
         "structure_poor": "edges do not line up (r = {e:.2f})",
         "structure_none": "edges could not be compared",
+        "structure": "No keypoint matches verified, as between images taken years or seasons apart, "
+        "so the place was found by its layout of edges (roads, field borders, shores): the photo's edge "
+        "directions correlate with the reference at r = {ncc:.2f}, {ratio:.2f} times the best match "
+        "elsewhere in the searched area",
+        "structure_geometry": ", with the photo at {gsd:.2f} m per pixel and its top facing {h:.0f}° "
+        "clockwise from north",
+        "structure_ambiguous": "Another spot in the searched area lines up almost as well "
+        "({ratio:.2f} times), so the position may be ambiguous.",
+        "structure_weak": "An edge correlation this weak also turns up between unrelated places.",
         "thin": "The evidence is thin: only {n} verified matches.",
         "low_ratio": "Most matches were rejected ({r:.0%} kept), which is typical of repetitive texture.",
         "colour_conflict": "The colours disagree, which a different season, time of day or camera can cause; "
@@ -157,6 +169,13 @@ _TEXT: dict[str, dict[str, str]] = {
         "structure_mid": "边缘轮廓只是大致吻合（r = {e:.2f}）",
         "structure_poor": "边缘轮廓对不上（r = {e:.2f}）",
         "structure_none": "边缘轮廓无法比较",
+        "structure": "没有特征点匹配能通过验证（相隔数年或不同季节拍摄的影像常常如此），"
+        "因此改用边缘布局（道路、田埂、水岸）来定位：照片的边缘方向与参考影像的相关系数为 r = {ncc:.2f}，"
+        "是搜索范围内其他位置最佳匹配的 {ratio:.2f} 倍",
+        "structure_geometry": "，推算照片地面分辨率约为每像素 {gsd:.2f} 米，"
+        "画面上方朝向自正北顺时针 {h:.0f}°",
+        "structure_ambiguous": "搜索范围内另有位置几乎同样吻合（{ratio:.2f} 倍），定位可能有歧义。",
+        "structure_weak": "这么弱的边缘相关性在毫不相干的地点之间也会出现。",
         "thin": "证据偏少：经过验证的匹配只有 {n} 对。",
         "low_ratio": "大部分匹配被剔除（只保留 {r:.0%}），这在纹理重复的区域很常见。",
         "colour_conflict": "色彩不一致，可能是季节、拍摄时间或相机不同所致；结论主要依据几何关系。",
@@ -227,7 +246,8 @@ class EvidenceExplainer:
         parts = [self._head(evidence, same, say)]
         parts += self._body(evidence, same, say, text["end"])
         parts += self._caveats(evidence, same, say)
-        parts.append(say("check_yes" if same and evidence.inliers > 0 else "check_no"))
+        placed = evidence.inliers > 0 or evidence.method == "structure"
+        parts.append(say("check_yes" if same and placed else "check_no"))
         return Explanation(
             verdict=same,
             confidence=round(confidence, 4),
@@ -258,6 +278,8 @@ class EvidenceExplainer:
             else:
                 sentence = say("retrieval_behind", s=e.retrieval_score, m=-e.score_margin)
             parts.append(sentence + end)
+        if e.method == "structure":
+            return [*parts, *self._structure_body(e, say, end)]
         if e.inliers == 0:
             if e.putative_matches == 0:
                 parts.append(say("no_inliers_unknown"))
@@ -283,9 +305,20 @@ class EvidenceExplainer:
                 key = "oblique" if t.nadir_stretch <= stretch <= t.oblique_stretch else key
                 sentence += say(key, t=stretch)
             parts.append(sentence + end)
-        if e.colour_agreement is not None or e.structure_agreement is not None:
-            parts.append(say("appearance", colour=self._colour(e, say), structure=self._structure(e, say)))
-        return parts
+        return parts + self._appearance(e, say)
+
+    def _structure_body(self, e: Evidence, say: Callable[..., str], end: str) -> list[str]:
+        """What the structure search measured: its peak, the geometry and the appearance through it."""
+        sentence = say("structure", ncc=e.structure_ncc or 0.0, ratio=e.structure_peak_ratio or 0.0)
+        if e.gsd_m is not None and e.heading_deg is not None:
+            sentence += say("structure_geometry", gsd=e.gsd_m, h=e.heading_deg)
+        return [sentence + end, *self._appearance(e, say)]
+
+    def _appearance(self, e: Evidence, say: Callable[..., str]) -> list[str]:
+        """The colour and edge agreement through the fitted transform, when measured."""
+        if e.colour_agreement is None and e.structure_agreement is None:
+            return []
+        return [say("appearance", colour=self._colour(e, say), structure=self._structure(e, say))]
 
     def _colour(self, e: Evidence, say: Callable[..., str]) -> str:
         c = e.colour_agreement
@@ -305,7 +338,15 @@ class EvidenceExplainer:
         """Statements on weak or conflicting evidence."""
         t = self.thresholds
         notes = []
-        if same:
+        if e.method == "structure":
+            ratio = e.structure_peak_ratio
+            if same and ratio is not None and ratio < t.ambiguous_peak:
+                notes.append(say("structure_ambiguous", ratio=ratio))
+            if same and e.colour_agreement is not None and e.colour_agreement < t.colour_poor:
+                notes.append(say("colour_conflict"))
+            if not same:
+                notes.append(say("structure_weak"))
+        elif same:
             if 0 < e.inliers < t.few_inliers:
                 notes.append(say("thin", n=e.inliers))
             if e.inliers and e.inlier_ratio < t.low_ratio:

@@ -103,7 +103,10 @@ def _caption(explanation: Explanation) -> str:
     if evidence is not None:
         if evidence.match_prob is not None:
             words.append(f"p={evidence.match_prob:.2f}")
-        words.append(f"inliers={evidence.inliers}")
+        if evidence.method == "structure" and evidence.structure_ncc is not None:
+            words.append(f"edge layout r={evidence.structure_ncc:.2f}")
+        else:
+            words.append(f"inliers={evidence.inliers}")
     return "  ".join(words)
 
 

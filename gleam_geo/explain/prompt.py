@@ -135,6 +135,18 @@ _FACTS: tuple[tuple[str, str, str, Callable[[Any], str]], ...] = (
         "对齐后的边缘结构一致性（-1 到 1）",
         _num,
     ),
+    (
+        "structure_ncc",
+        "Edge-layout correlation (keypoints failed; position from the edge-layout search, -1 to 1)",
+        "边缘布局相关系数（特征点未通过验证，位置来自边缘布局搜索，-1 到 1）",
+        _num,
+    ),
+    (
+        "structure_peak_ratio",
+        "Edge-layout peak over the best peak elsewhere in the searched area",
+        "边缘布局峰值与搜索范围内其他位置最佳峰值之比",
+        _num,
+    ),
     ("gsd_m", "Query ground resolution", "查询影像地面分辨率", lambda x: f"{x:.2f} m/px"),
     ("error_radius_m", "Position error radius (90%)", "定位误差半径（90%）", lambda x: f"{x:.1f} m"),
 )

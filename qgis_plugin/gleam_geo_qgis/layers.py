@@ -7,7 +7,7 @@ Every localization run appends to two layers of one GeoPackage: ``gleam_localiza
 The fields are defined once, in :data:`RESULT_FIELDS`: the library's results columns (see
 ``gleam_geo/schema.py``; ``source`` is stored as ``source_raster``), the columns later
 library versions add (refinement: ``match_prob``, ``heading_deg``, ``error_radius_m``,
-``gsd_m``, ``inliers``; explanation: ``verdict``, ``explanation``, ``explanation_model``,
+``gsd_m``, ``inliers``, ``refine_method``; explanation: ``verdict``, ``explanation``, ``explanation_model``,
 ``language`` and ``figure_path``, stored as ``explanation_figure``), and two the plugin
 fills (``created_at``, ``chip_image``). A column the worker does not send stays NULL;
 nothing is made up.
@@ -90,6 +90,7 @@ RESULT_FIELDS: tuple[ResultField, ...] = (
     ResultField("error_radius_m", "float", "error_radius_m", "Error radius (m)"),
     ResultField("gsd_m", "float", "gsd_m", "Query ground size (m/px)"),
     ResultField("inliers", "int", "inliers", "Verified matches"),
+    ResultField("refine_method", "str", "refine_method", "Located by"),
     ResultField("chip_id", "str", "chip_id", "Chip id"),
     ResultField("source_raster", "str", "source", "Source raster"),
     ResultField("model", "str", "model", "Model"),

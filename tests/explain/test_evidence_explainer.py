@@ -102,6 +102,25 @@ def test_weak_and_conflicting_evidence_is_stated(language, weak):
     assert weak not in explainer.explain(None, None, strong, language).reasoning
 
 
+@pytest.mark.parametrize(
+    ("language", "edges", "tentative"), [("en", "edge", "tentative"), ("zh", "边缘", "初步匹配")]
+)
+def test_structure_search_evidence_is_explained_as_such(language, edges, tentative):
+    explainer = EvidenceExplainer()
+    found = Evidence(
+        match_prob=0.97, method="structure", structure_ncc=0.41, structure_peak_ratio=1.62,
+        heading_deg=132.0, gsd_m=4.1, colour_agreement=0.1, structure_agreement=0.3,
+    )  # fmt: skip
+    text = explainer.explain(None, None, found, language).reasoning
+    assert edges in text and "0.41" in text and "132" in text and tentative not in text
+    assert text.count("1.62") == 1  # a clear peak: no ambiguity caveat
+    ambiguous = Evidence(match_prob=0.6, method="structure", structure_ncc=0.3, structure_peak_ratio=1.05)
+    assert explainer.explain(None, None, ambiguous, language).reasoning.count("1.05") == 2
+    absent = Evidence(match_prob=0.05, method="structure", structure_ncc=0.12, structure_peak_ratio=1.02)
+    verdict = explainer.explain(None, None, absent, language)
+    assert verdict.verdict is False and edges in verdict.reasoning
+
+
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="unknown language 'fr'"):
         EvidenceExplainer().explain(None, None, Evidence(match_prob=0.9), "fr")

@@ -104,7 +104,13 @@ def test_localize_with_known_gsd_falls_back_to_structure(shared_data, tmp_path):
     results = gleam_geo.localize(query.pixels, index, crs=query.crs, top_k=3, query_gsd_m=gsd)
     top = results.iloc[0]
     assert math.dist((top.geometry.x, top.geometry.y), query.true_xy) < 15.0
-    assert top.match_prob > 0.9 and top.inliers == 0
+    assert top.match_prob > 0.9 and top.inliers == 0 and top.refine_method == "structure"
+    assert results.refine_method.iloc[1:].isna().all()  # the others did not verify
+    explained = gleam_geo.localize(
+        query.pixels, index, crs=query.crs, top_k=1, query_gsd_m=gsd, explain=True, figure_dir=tmp_path
+    ).iloc[0]
+    assert explained.verdict and explained.refine_method == "structure"
+    assert "edge" in explained.explanation and f"{top.match_prob:.0%}" in explained.explanation
     with pytest.raises(ValueError, match="query_gsd_m"):
         gleam_geo.localize(query.pixels, index, top_k=3, query_gsd_m=-1.0)
 

@@ -144,6 +144,18 @@ def test_raster_region_builds_a_cached_index_once(shared_data, encoder, tmp_path
     assert len(cached) == 1 and manifest.stat().st_mtime_ns == stamp
     assert first["chip_id"].tolist() == second["chip_id"].tolist()
     assert GEOD.inv(lon, lat, first.geometry.x[0], first.geometry.y[0])[2] < 20
+    # An interrupted build (an index with a manifest and no chips) is built again, not reused.
+    GeoIndex.create(
+        cached[0],
+        model_id=encoder.model_id,
+        model_checksum=encoder.checksum,
+        embed_dim=encoder.embed_dim,
+        tiling={"gsd_m": 0.3, "chip_size_px": 128},
+        overwrite=True,
+    )
+    third = gleam_geo.localize(pixels, raster, encoder=encoder, cache_dir=tmp_path, top_k=2)
+    assert third["chip_id"].tolist() == first["chip_id"].tolist()
+    assert [p.name for p in (tmp_path / "indexes").iterdir()] == [cached[0].name]  # no partial left
 
 
 def test_index_built_with_another_model_is_refused(index, shared_data):

@@ -9,11 +9,21 @@
 from __future__ import annotations
 
 from .catalog import RASTER_EXTENSIONS, RasterCatalog
-from .grid import SCHEMES, TilingConfig, axis_offsets, chip_grid, count_chips, xyz_zoom
+from .grid import (
+    MAX_UPSAMPLE,
+    SCHEMES,
+    TilingConfig,
+    axis_offsets,
+    chip_grid,
+    chip_gsd_m,
+    count_chips,
+    xyz_zoom,
+)
 from .reader import ChipBatch, iter_chip_batches, iter_chip_images, read_chip
 from .source import RasterSource, open_raster
 
 __all__ = [
+    "MAX_UPSAMPLE",
     "RASTER_EXTENSIONS",
     "SCHEMES",
     "ChipBatch",
@@ -22,6 +32,7 @@ __all__ = [
     "TilingConfig",
     "axis_offsets",
     "chip_grid",
+    "chip_gsd_m",
     "count_chips",
     "iter_chip_batches",
     "iter_chip_images",

@@ -10,7 +10,10 @@ Two schemes:
   A tile's window is the box of source pixels under it, clipped to the raster.
 
 ``gsd_m`` is true ground metres (see :attr:`RasterSource.pixel_size_m`), so a chip covers
-``chip_size_px * gsd_m`` metres on the ground even in Mercator far from the equator.
+``chip_size_px * gsd_m`` metres on the ground even in Mercator far from the equator. A
+raster more than :data:`MAX_UPSAMPLE` times coarser than ``gsd_m`` is chipped at that
+fraction of its own pixel size instead (:func:`chip_gsd_m`): upsampling a 5 m raster to
+0.3 m would make ~280 times more chips that hold no more detail.
 
 Edge chips (native): along each axis chips start every ``stride`` pixels; when the last
 one stops short of the raster edge, one more chip is added flush with the edge (it
@@ -37,7 +40,16 @@ from pyproj import Transformer
 from ..records import Chip, PixelWindow
 from .source import _EDGE_POINTS, RasterSource, _pixel_ring, _pixel_to_crs
 
-__all__ = ["SCHEMES", "TilingConfig", "axis_offsets", "chip_grid", "count_chips", "xyz_zoom"]
+__all__ = [
+    "MAX_UPSAMPLE",
+    "SCHEMES",
+    "TilingConfig",
+    "axis_offsets",
+    "chip_grid",
+    "chip_gsd_m",
+    "count_chips",
+    "xyz_zoom",
+]
 
 SCHEMES: tuple[str, ...] = ("native", "xyz")
 
@@ -56,7 +68,9 @@ class TilingConfig:
     """How rasters are cut into reference chips; stored in index manifests.
 
     Attributes:
-        gsd_m: target ground sampling distance of the chips, metres per pixel.
+        gsd_m: target ground sampling distance of the chips, metres per pixel; a raster
+            coarser than ``MAX_UPSAMPLE * gsd_m`` gets chips at ``1 / MAX_UPSAMPLE`` of its
+            own pixel size (:func:`chip_gsd_m`).
         chip_size_px: chip side in pixels after resampling to ``gsd_m``.
         overlap: fraction (0 to <1) of a chip's side shared with each neighbour (native).
         scheme: ``"native"`` (raster CRS windows) or ``"xyz"`` (web-mercator tiles).
@@ -124,6 +138,15 @@ class TilingConfig:
         return cls(**data)
 
 
+MAX_UPSAMPLE = 2.0
+"""Chips are never finer than the raster's own pixels over this factor."""
+
+
+def chip_gsd_m(source: RasterSource, config: TilingConfig) -> float:
+    """Ground metres per chip pixel for ``source``: ``config.gsd_m``, or coarser for coarse rasters."""
+    return max(config.gsd_m, source.gsd_m / MAX_UPSAMPLE)
+
+
 @functools.lru_cache(maxsize=16)
 def _transformer(source_crs: str, target_crs: str) -> Transformer:
     """A cached ``always_xy`` transformer: building one can take 0.1 s (e.g. EPSG:28992 to WGS84).
@@ -152,7 +175,7 @@ def axis_offsets(raster_px: int, chip_px: int, stride_px: int) -> list[int]:
 
 def _native_layout(source: RasterSource, config: TilingConfig) -> tuple[int, int, list[int], list[int]]:
     """Window size in source pixels and the column and row offsets of the native grid."""
-    ground_m = config.chip_size_px * config.gsd_m
+    ground_m = config.chip_size_px * chip_gsd_m(source, config)
     width_px = max(1, round(ground_m / source.pixel_size_m[0]))
     height_px = max(1, round(ground_m / source.pixel_size_m[1]))
     stride_x = max(1, round(width_px * (1 - config.overlap)))
@@ -163,12 +186,12 @@ def _native_layout(source: RasterSource, config: TilingConfig) -> tuple[int, int
 
 
 def xyz_zoom(source: RasterSource, config: TilingConfig) -> int:
-    """Return the XYZ zoom: ``config.zoom``, else the one whose chips come closest to ``config.gsd_m``."""
+    """Return the XYZ zoom: ``config.zoom``, else the one whose chips come closest to :func:`chip_gsd_m`."""
     if config.zoom is not None:
         return config.zoom
     lat = (source.wgs84_bounds[1] + source.wgs84_bounds[3]) / 2
     span_m = _EARTH_CIRCUMFERENCE_M * math.cos(math.radians(lat))
-    zoom = round(math.log2(span_m / (config.chip_size_px * config.gsd_m)))
+    zoom = round(math.log2(span_m / (config.chip_size_px * chip_gsd_m(source, config))))
     return min(max(zoom, 0), _MAX_ZOOM)
 
 
@@ -222,6 +245,7 @@ def _native_grid(source: RasterSource, config: TilingConfig) -> Iterator[Chip]:
     ring_cols, ring_rows = _pixel_ring(0, 0, width_px, height_px, _FOOTPRINT_EDGE_POINTS)
     corners = np.array([0, _FOOTPRINT_EDGE_POINTS, 2 * _FOOTPRINT_EDGE_POINTS, 3 * _FOOTPRINT_EDGE_POINTS])
     size_px = (config.chip_size_px, config.chip_size_px)
+    gsd_m = chip_gsd_m(source, config)
     checksum = source.checksum
     col_offs = np.asarray(cols, dtype=float)[:, None]
     for row_off in rows:
@@ -236,14 +260,14 @@ def _native_grid(source: RasterSource, config: TilingConfig) -> Iterator[Chip]:
         for i, col_off in enumerate(cols):
             window = PixelWindow(col_off, row_off, width_px, height_px)
             yield Chip(
-                chip_id=Chip.make_id(checksum, window, config.gsd_m, size_px),
+                chip_id=Chip.make_id(checksum, window, gsd_m, size_px),
                 source=source.path,
                 source_checksum=checksum,
                 crs=source.crs_string,
                 native_bounds=(float(left[i]), float(bottom[i]), float(right[i]), float(top[i])),
                 wgs84_footprint_wkt=str(footprints[i]),
                 window=window,
-                gsd_m=config.gsd_m,
+                gsd_m=gsd_m,
                 size_px=size_px,
                 acquired=source.acquired,
             )

@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from gleam_geo.raster import TilingConfig, axis_offsets, chip_grid, count_chips, open_raster, xyz_zoom
+from gleam_geo.raster import (
+    MAX_UPSAMPLE,
+    TilingConfig,
+    axis_offsets,
+    chip_grid,
+    chip_gsd_m,
+    count_chips,
+    open_raster,
+    xyz_zoom,
+)
 from gleam_geo.records import Chip, PixelWindow
 
 GEOD = Geod(ellps="WGS84")
@@ -177,6 +186,18 @@ def test_native_overlap_sets_the_stride(sample, name, overlap):
         w = chip.window
         covered[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = True
     assert covered.all()
+
+
+def test_coarse_rasters_are_not_upsampled_past_the_limit(sample):
+    naip, kampala = open_raster(sample("naip")), open_raster(sample("kampala"))  # 5 m, 0.3 m
+    config = TilingConfig(gsd_m=0.3, chip_size_px=128)
+    assert chip_gsd_m(naip, config) == pytest.approx(naip.gsd_m / MAX_UPSAMPLE)
+    assert chip_gsd_m(kampala, config) == 0.3
+    chips = list(chip_grid(naip, config))
+    assert [chip.gsd_m for chip in chips] == pytest.approx([naip.gsd_m / MAX_UPSAMPLE] * len(chips))
+    assert chips[0].window.width == round(128 / MAX_UPSAMPLE)  # 64 NAIP pixels, not 8
+    assert len(chips) == count_chips(naip, config) < 1000
+    assert xyz_zoom(naip, TilingConfig(gsd_m=0.3, chip_size_px=256, scheme="xyz")) <= 16
 
 
 def test_native_bounds_are_in_the_source_crs(sample):

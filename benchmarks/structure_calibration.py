@@ -31,7 +31,7 @@ from gleam_geo.evaluation.queries import render_view, sample_specs
 from gleam_geo.raster import RasterSource, open_raster
 from gleam_geo.records import PixelWindow
 from gleam_geo.refine import Refiner, fit_calibration
-from gleam_geo.refine.refiner import load_structure_calibration
+from gleam_geo.refine.refiner import STRUCTURE_RADIUS_PX, load_structure_calibration
 from gleam_geo.refine.structure import STRUCTURE_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +123,13 @@ def _report(name: str, calibration, rows: list[dict]) -> float:
     ece = expected_calibration_error(p, y)
     right = [r for r in rows if r["label"] == 1]
     coverage = np.mean([r["error"] <= r["radius"] for r in right]) if right else math.nan
+    # Errors in search pixels (the radius is STRUCTURE_RADIUS_PX of them), to size the radius.
+    pixels = np.array([r["error"] / r["radius"] * STRUCTURE_RADIUS_PX for r in right])
+    if right:
+        print(
+            f"{name}: right matches off by median {np.median(pixels):.1f}, p90 "
+            f"{np.quantile(pixels, 0.9):.1f} search px (radius {STRUCTURE_RADIUS_PX} px)"
+        )
     print(
         f"{name}: {len(rows)} examples ({y.sum()} right), ECE {ece:.3f}, Brier {brier_score(p, y):.3f}, "
         f"accuracy at 0.5 {np.mean((p >= 0.5) == y):.1%}, max p of a wrong example "

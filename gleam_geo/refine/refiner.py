@@ -34,11 +34,12 @@ from .matchers import Features, LocalMatcher, SiftMatcher
 from .patch import ReferencePatch, read_patch
 from .structure import STRUCTURE_FEATURES, StructureSearch
 
-__all__ = ["Refinement", "Refiner", "load_structure_calibration"]
+__all__ = ["STRUCTURE_RADIUS_PX", "Refinement", "Refiner", "load_structure_calibration"]
 
 _STRUCTURE_CALIBRATION = Path(__file__).with_name("structure_calibration.json")
 _STRUCTURE_TEMPLATE_PX = 160  # query side at the structure search's resolution
-_STRUCTURE_RADIUS_PX = 3.0  # error radius of a structure match, in search pixels (measured)
+STRUCTURE_RADIUS_PX = 3.0
+"""Error radius of a structure match, in search pixels (sized by benchmarks/structure_calibration.py)."""
 _STRUCTURE_SOURCES = 2  # rasters searched at most, in retrieval order
 
 
@@ -265,7 +266,7 @@ class Refiner:
         )
         projection = project_query(
             verification, (width, height), patch.transform, patch.metres_per_unit,
-            error_radius_m=gsd * _STRUCTURE_RADIUS_PX,
+            error_radius_m=gsd * STRUCTURE_RADIUS_PX,
         )  # fmt: skip
         return Refinement(
             match_prob=float(self.structure_calibration.probability(match.features)),

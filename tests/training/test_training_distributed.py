@@ -59,6 +59,8 @@ def _worker(rank, port, out_dir):
         results[name] = {"losses": torch.stack(losses), "grads": grads}
     if rank == 0:
         torch.save(results, os.path.join(out_dir, "ddp.pt"))
+    dist.barrier()  # neither rank tears gloo down while the other still uses it (else SIGABRT at exit)
+    del model
     dist.destroy_process_group()
 
 

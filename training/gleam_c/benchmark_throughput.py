@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -152,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> float:
             with Path(args.out).open("a") as handle:
                 handle.write(json.dumps(result) + "\n")
             logger.info("%s", result)
+        if env.distributed:
+            dist.barrier()  # no rank leaves gloo while the master still writes
         return rate
     finally:
         cleanup_distributed()

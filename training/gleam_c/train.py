@@ -312,6 +312,8 @@ def train(config: TrainConfig) -> Path:
             if env.is_master
             else out / FINAL_CHECKPOINT
         )
+        if env.distributed:
+            dist.barrier()  # no rank leaves gloo while the master still writes (else SIGABRT at exit)
         if log is not None:
             log.close()
         return Path(final)

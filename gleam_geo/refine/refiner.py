@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
+from pyproj import Transformer
 
 from ..raster import RasterSource, open_raster
 from ..records import PixelWindow
@@ -34,10 +35,17 @@ from .matchers import Features, LocalMatcher, SiftMatcher
 from .patch import ReferencePatch, read_patch
 from .structure import STRUCTURE_FEATURES, StructureSearch
 
-__all__ = ["STRUCTURE_RADIUS_PX", "Refinement", "Refiner", "load_structure_calibration"]
+__all__ = [
+    "STRUCTURE_RADIUS_PX",
+    "STRUCTURE_TEMPLATE_PX",
+    "Refinement",
+    "Refiner",
+    "load_structure_calibration",
+]
 
 _STRUCTURE_CALIBRATION = Path(__file__).with_name("structure_calibration.json")
-_STRUCTURE_TEMPLATE_PX = 160  # query side at the structure search's resolution
+STRUCTURE_TEMPLATE_PX = 160
+"""Query side, in pixels, at the structure search's resolution."""
 STRUCTURE_RADIUS_PX = 3.0
 """Error radius of a structure match, in search pixels (sized by benchmarks/structure_calibration.py)."""
 _STRUCTURE_SOURCES = 2  # rasters searched at most, in retrieval order
@@ -71,6 +79,14 @@ class Refinement:
     verification: Verification | None = None
     patch: ReferencePatch | None = None
     method: str = "keypoints"
+
+
+def _elsewhere(other: Projection, other_crs: str, best: Projection, best_crs: str) -> bool:
+    """Whether ``other``'s centre lies outside ``best``'s footprint (compared in ``best_crs``)."""
+    x, y = other.point.x, other.point.y
+    if other_crs != best_crs:
+        x, y = Transformer.from_crs(other_crs, best_crs, always_xy=True).transform(x, y)
+    return not best.footprint.contains(shapely.Point(x, y))
 
 
 @lru_cache(maxsize=64)
@@ -118,10 +134,9 @@ class Refiner:
             raise ValueError(f"query_max_px must be at least 32, got {query_max_px}")
         if stop_prob is not None and not 0 < stop_prob <= 1:
             raise ValueError(f"stop_prob must be in (0, 1] or None, got {stop_prob}")
-        if structure_window_px < 2 * _STRUCTURE_TEMPLATE_PX:
+        if structure_window_px < 2 * STRUCTURE_TEMPLATE_PX:
             raise ValueError(
-                f"structure_window_px must be at least {2 * _STRUCTURE_TEMPLATE_PX}, "
-                f"got {structure_window_px}"
+                f"structure_window_px must be at least {2 * STRUCTURE_TEMPLATE_PX}, got {structure_window_px}"
             )
         if isinstance(matcher, str):
             from .learned_matchers import get_matcher
@@ -224,18 +239,35 @@ class Refiner:
     def _structure_fallback(
         self, image: np.ndarray, chips: pd.DataFrame, query_gsd_m: float, results: list[Refinement]
     ) -> None:
-        """Search the candidates' rasters by edge layout; put the best match in ``results``."""
+        """Search the candidates' rasters by edge layout; put the best match in ``results``.
+
+        The best match's peak ratio is taken against the other rasters' peaks as well (those
+        outside its footprint: one inside is the same place at another date), so searching
+        more places does not make a chance peak look more certain.
+        """
         height, width = image.shape[:2]
-        search_gsd = query_gsd_m * min(height, width) / _STRUCTURE_TEMPLATE_PX
-        best: Refinement | None = None
+        search_gsd = query_gsd_m * min(height, width) / STRUCTURE_TEMPLATE_PX
+        found: list[Refinement] = []
         for path in list(dict.fromkeys(chips["source"].astype(str)))[:_STRUCTURE_SOURCES]:
             source = _source(path)
             window = self._structure_window(source, chips[chips["source"].astype(str) == path], search_gsd)
             refinement = self.search_structure(image, source, window, query_gsd_m)
-            if refinement is not None and (best is None or refinement.match_prob > best.match_prob):
-                best = refinement
-        if best is None or best.projection is None:
+            if refinement is not None and refinement.projection is not None:
+                found.append(refinement)
+        if not found:
             return
+        best = max(found, key=lambda refinement: refinement.match_prob)
+        rivals = [
+            float(other.features[0])
+            for other in found
+            if other is not best and _elsewhere(other.projection, other.crs, best.projection, best.crs)
+        ]
+        if rivals:
+            ncc, ratio = (float(value) for value in best.features[:2])
+            features = np.array([ncc, min(ratio, ncc / max(rivals))])
+            best = replace(
+                best, features=features, match_prob=float(self.structure_calibration.probability(features))
+            )
         point = best.projection.point
         centres = [shapely.from_wkt(wkt).centroid for wkt in chips["native_footprint"]]
         distances = [
@@ -255,7 +287,7 @@ class Refiner:
         Returns ``None`` when the query does not fit in the window.
         """
         height, width = image.shape[:2]
-        gsd = max(query_gsd_m * min(height, width) / _STRUCTURE_TEMPLATE_PX, source.gsd_m)
+        gsd = max(query_gsd_m * min(height, width) / STRUCTURE_TEMPLATE_PX, source.gsd_m)
         with rasterio.open(source.path) as dataset:
             patch = read_patch(dataset, source, window, margin=1.0, gsd_m=gsd)
         match = StructureSearch(patch.pixels).search(image, query_gsd_m / gsd)

@@ -166,7 +166,9 @@ class StructureSearch:
 
         The centred square of the query is used, inside its inscribed disk, so every angle
         sees the same ground. Returns ``None`` when the query is too small (under 16 px
-        at the reference's resolution) or larger than the reference.
+        at the reference's resolution), larger than the reference, or so close to its size
+        that less than a query's area of offsets lies a query radius away from the best one
+        (the peak ratio would have no background to compare with).
         """
         height, width = query.shape[:2]
         square = min(height, width)
@@ -188,8 +190,10 @@ class StructureSearch:
             best_angle[better] = angle
         row, col = np.unravel_index(int(np.argmax(best_score)), best_score.shape)
         rows, cols = np.ogrid[: best_score.shape[0], : best_score.shape[1]]
-        elsewhere = (rows - row) ** 2 + (cols - col) ** 2 > (side / 2) ** 2
-        second = float(best_score[elsewhere].max()) if elsewhere.any() else 0.0
+        elsewhere = ((rows - row) ** 2 + (cols - col) ** 2 > (side / 2) ** 2) & np.isfinite(best_score)
+        if elsewhere.sum() < math.pi * (side / 2) ** 2:
+            return None  # less than a query's area elsewhere: no background to judge the peak against
+        second = float(best_score[elsewhere].max())
         return self._refine(
             resized, mask, float(best_angle[row, col]), int(col), int(row), second, side / square
         )

@@ -3,12 +3,14 @@
 import math
 
 import cv2
+import numpy as np
 import pytest
 import rasterio
 
 import gleam_geo
 from gleam_geo.evaluation import SUITES, render_view, sample_specs
-from gleam_geo.raster import open_raster
+from gleam_geo.index.sidecar import chips_to_table, table_to_geodataframe
+from gleam_geo.raster import TilingConfig, chip_grid, open_raster
 from gleam_geo.records import PixelWindow
 from gleam_geo.refine import Refiner, read_patch
 from gleam_geo.refine.calibration import load_calibration
@@ -54,6 +56,9 @@ def test_query_too_small_or_too_large_gives_none(reference):
     search = StructureSearch(reference)
     assert search.search(reference[:40, :40], scale=0.2) is None
     assert search.search(reference, scale=1.2) is None
+    # Fits, but leaves no room elsewhere to judge the peak: a peak ratio would be meaningless.
+    assert search.search(reference[:300, :300], scale=1.2) is None
+    assert search.search(reference[:100, :100], scale=1.0) is not None
 
 
 def test_homography_maps_the_centre_and_turns_counter_clockwise():
@@ -113,6 +118,45 @@ def test_localize_with_known_gsd_falls_back_to_structure(shared_data, tmp_path):
     assert "edge" in explained.explanation and f"{top.match_prob:.0%}" in explained.explanation
     with pytest.raises(ValueError, match="query_gsd_m"):
         gleam_geo.localize(query.pixels, index, top_k=3, query_gsd_m=-1.0)
+
+
+def _first_chips(paths, gsd_m):
+    """One chip of each raster, as the sidecar rows ``Refiner.refine`` takes."""
+    config = TilingConfig(gsd_m=gsd_m, chip_size_px=128)
+    chips = [next(chip_grid(open_raster(str(path)), config)) for path in paths]
+    return table_to_geodataframe(chips_to_table(chips), np.arange(len(chips)))
+
+
+def _whole(refiner, query, path, gsd):
+    source = open_raster(str(path))
+    return refiner.search_structure(query, source, PixelWindow(0, 0, source.width, source.height), gsd)
+
+
+def test_fallback_weighs_other_rasters_peaks_unless_they_are_the_same_place(shared_data):
+    refiner = Refiner()
+    # A place in neither raster: the Manila peak is a rival of the Netherlands one.
+    suite = SUITES["out_of_index"]
+    spec = sample_specs(
+        str(shared_data / suite.query_source), 17, 1, size_px=suite.size_px, side_m=suite.side_m,
+        tilt_deg=suite.tilt_deg, photometric=suite.photometric,
+    )[16]  # fmt: skip
+    query, gsd = render_view(spec).pixels, spec.ground_side_m / spec.size_px
+    paths = [shared_data / "netherlands/nl_25cm.tif", shared_data / "oam_tcd/manila_10cm.tif"]
+    alone = [_whole(refiner, query, path, gsd) for path in paths]
+    best, rival = sorted(alone, key=lambda found: -found.match_prob)
+    (fallback, _) = refiner.refine(query, _first_chips(paths, 0.3), [0.5, 0.5], query_gsd_m=gsd)
+    assert fallback.method == "structure"
+    assert fallback.features[1] == pytest.approx(min(best.features[1], best.features[0] / rival.features[0]))
+    assert fallback.match_prob < best.match_prob
+    # The same place in 2014 and 2020: the other date's peak is support, not a rival.
+    spec, found = _cross_time_query(shared_data)
+    gsd = spec.ground_side_m / spec.size_px
+    paths = [shared_data / NAIP_2020, shared_data / NAIP_2020.replace("20200831", "20140720")]
+    alone = max((_whole(refiner, found.pixels, path, gsd) for path in paths), key=lambda f: f.match_prob)
+    refined = refiner.refine(found.pixels, _first_chips(paths, 5.0), [0.5, 0.5], query_gsd_m=gsd)
+    fallback = max(refined, key=lambda refinement: refinement.match_prob)
+    assert fallback.method == "structure" and fallback.features == pytest.approx(alone.features)
+    assert fallback.match_prob > 0.9
 
 
 def test_structure_calibration_has_its_own_features(tmp_path):

@@ -31,14 +31,16 @@ Protocol (version 1):
     works on a copy that replaces the index only when complete.
   - ``index_info`` (index) -> index summary: ``GeoIndex.info()`` plus ``path`` and ``chips``
   - ``localize`` (images, index? | rasters?, region?, modality?, top_k?, encoder?, device?,
-    refine?, explain?, language?, explain_backend?, figure_dir?, chip_dir?, chip_size_px?)
+    refine?, query_gsd_m?, explain?, language?, explain_backend?, figure_dir?, chip_dir?,
+    chip_size_px?)
     -> ``{"results": FeatureCollection,
     "failed": [{"image", "error_type", "message"}], "notes": [...], "created_at"}``.
     ``region`` is null (everything) or ``{"wkt": str, "crs": str}``. Features are in
     EPSG:4326 with the :mod:`gleam_geo.schema` columns as properties, ``footprint`` as a
     GeoJSON geometry and, with ``chip_dir``, ``chip_image_path`` (a PNG of the matched chip).
-    ``refine``, ``explain`` (true, false or null for the library default), ``language``,
-    ``explain_backend`` and ``figure_dir`` reach ``localize()`` only if it takes them; asking
+    ``refine``, ``query_gsd_m`` (the photos' metres per pixel, when known), ``explain``
+    (true, false or null for the library default), ``language``, ``explain_backend`` and
+    ``figure_dir`` reach ``localize()`` only if it takes them; asking
     for one it lacks adds a line to ``notes``. The explainer's endpoint and API key come from
     the worker's environment (``GLEAM_GEO_LLM_*``), never from requests.
   - ``cancel`` (id) -> ``{"cancelled": bool}``: stops request ``id`` at its next progress
@@ -496,9 +498,8 @@ def localize_batch(params: dict[str, Any], progress: ProgressFn) -> dict[str, An
     from .io import load_image
     from .results_geojson import chip_png, results_to_feature_collection
 
-    requested = {
-        name: params.get(name) for name in ("refine", "explain", "language", "explain_backend", "figure_dir")
-    }
+    options = ("refine", "query_gsd_m", "explain", "language", "explain_backend", "figure_dir")
+    requested = {name: params.get(name) for name in options}
     options, notes = accepted_options(localize, requested)
     geo_index, encoder = _search_index(params, progress)
     chip_dir = Path(params["chip_dir"]) if params.get("chip_dir") else None

@@ -100,6 +100,8 @@ class LocalizeParameters:
         modality: one of :data:`MODALITIES`.
         top_k: candidates per photo.
         refine: ask for geometric refinement (heading, error radius, match probability).
+        query_gsd_m: the photos' ground size per pixel in metres, when known (0: unknown);
+            lets refinement search by edge layout when the imagery is from another date.
         explain: ask for explanations (verdict, text, figure) of the top candidates.
         language: the explanations' language, one of :data:`LANGUAGES`.
         explain_backend: the explainer, one of :data:`EXPLAIN_BACKENDS`.
@@ -114,6 +116,7 @@ class LocalizeParameters:
     modality: str = "auto"
     top_k: int = 10
     refine: bool = True
+    query_gsd_m: float = 0.0
     explain: bool = False
     language: str = "en"
     explain_backend: str = "evidence"
@@ -128,6 +131,8 @@ class LocalizeParameters:
             raise ParameterError(f"unknown modality {self.modality!r}; use one of {', '.join(MODALITIES)}")
         if not 1 <= self.top_k <= 1000:
             raise ParameterError("top-K must be between 1 and 1000")
+        if not 0 <= self.query_gsd_m <= 1000:
+            raise ParameterError("the photo ground size must be 0 (unknown) to 1000 m per pixel")
         if self.language not in LANGUAGES:
             raise ParameterError(f"unknown language {self.language!r}; use one of {', '.join(LANGUAGES)}")
         if self.explain_backend not in EXPLAIN_BACKENDS:
@@ -150,6 +155,8 @@ class LocalizeParameters:
             "refine": self.refine,
             "explain": self.explain,
         }
+        if self.query_gsd_m > 0:
+            params["query_gsd_m"] = self.query_gsd_m
         if self.explain:
             params["language"] = self.language
             params["explain_backend"] = self.explain_backend

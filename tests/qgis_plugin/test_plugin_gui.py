@@ -61,7 +61,10 @@ def test_dock_builds_localize_parameters(plugin, kampala_layer, query_crop):
     dock.top_k.setValue(4)
     dock.modality.setCurrentText("uav")
     assert dock.refine.isChecked()  # on by default, as in the library
+    assert dock.query_gsd.value() == 0 and dock.query_gsd.text() == "unknown"
+    dock.query_gsd.setValue(4.5)
     dock.refine.setChecked(False)
+    assert not dock.query_gsd.isEnabled()  # only refinement uses it
     dock.localize_button.click()
     (parameters,) = emitted
     assert isinstance(parameters, LocalizeParameters)
@@ -77,6 +80,10 @@ def test_dock_builds_localize_parameters(plugin, kampala_layer, query_crop):
     params = parameters.to_params(chip_dir="/tmp/chips")
     assert params["rasters"] == [kampala_layer.source()] and "index" not in params
     assert params["chip_dir"] == "/tmp/chips" and params["refine"] is False
+    assert parameters.query_gsd_m == 4.5 and params["query_gsd_m"] == 4.5
+    assert "query_gsd_m" not in LocalizeParameters(images=("a.jpg",), index_dir="i").to_params()
+    with pytest.raises(ParameterError, match="ground size"):
+        LocalizeParameters(images=("a.jpg",), index_dir="i", query_gsd_m=-1.0)
 
 
 def test_dock_regions(plugin, qgis_iface, kampala_layer, tmp_path):

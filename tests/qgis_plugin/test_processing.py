@@ -44,6 +44,7 @@ def test_processing_localize_in_an_extent_writes_points_and_footprints(
             "INDEX": kampala_index["path"],
             "EXTENT": f"{x - 60},{x + 60},{y - 60},{y + 60} [EPSG:3857]",
             "TOP_K": 3,
+            "QUERY_GSD": 0.3,
             "OUTPUT": str(tmp_path / "points.gpkg"),
             "FOOTPRINTS": str(tmp_path / "footprints.gpkg"),
         },
@@ -58,6 +59,7 @@ def test_processing_localize_in_an_extent_writes_points_and_footprints(
     assert footprints.featureCount() == 3
     best = features[0]
     assert best["query_path"] == query_crop["path"] and not is_null(best["created_at"])
+    assert best["refine_method"] == "keypoints"
     errors_m = [
         distance_m(
             f.geometry().asPoint().x(), f.geometry().asPoint().y(), query_crop["lon"], query_crop["lat"]

@@ -144,6 +144,7 @@ def test_localize_many_images_finds_the_crop(raw_worker, kampala_index, query_cr
             "index": kampala_index["path"],
             "top_k": 3,
             "refine": True,
+            "query_gsd_m": 0.3,  # the crop keeps kampala_z19's own pixels
             "chip_dir": str(chips),
         },
     )
@@ -166,6 +167,8 @@ def test_localize_many_images_finds_the_crop(raw_worker, kampala_index, query_cr
 
     offers_refine = "refine" in inspect.signature(localize).parameters
     assert any("refine" in note for note in result["notes"]) is not offers_refine
+    assert not any("query_gsd_m" in note for note in result["notes"])  # reached localize()
+    assert best["properties"]["refine_method"] == "keypoints"  # the crop matches the index's own date
 
 
 def test_stdout_noise_goes_to_stderr(worker_spec):

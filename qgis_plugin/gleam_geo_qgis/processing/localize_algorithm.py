@@ -45,6 +45,7 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
     MODALITY = "MODALITY"
     TOP_K = "TOP_K"
     REFINE = "REFINE"
+    QUERY_GSD = "QUERY_GSD"
     EXPLAIN = "EXPLAIN"
     EXPLAIN_BACKEND = "EXPLAIN_BACKEND"
     LANGUAGE = "LANGUAGE"
@@ -146,6 +147,16 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterBoolean(self.REFINE, "Refine (when the library offers it)", True)
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.QUERY_GSD,
+                "Photo ground size, m per pixel (0: unknown; known, it finds imagery of another date)",
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                minValue=0.0,
+                maxValue=1000.0,
+            )
+        )
         self.addParameter(QgsProcessingParameterBoolean(self.EXPLAIN, "Explain the best matches", False))
         backend = QgsProcessingParameterEnum(
             self.EXPLAIN_BACKEND,
@@ -223,6 +234,7 @@ class LocalizeAlgorithm(QgsProcessingAlgorithm):
                 modality=MODALITIES[self.parameterAsEnum(parameters, self.MODALITY, context)],
                 top_k=self.parameterAsInt(parameters, self.TOP_K, context),
                 refine=self.parameterAsBoolean(parameters, self.REFINE, context),
+                query_gsd_m=self.parameterAsDouble(parameters, self.QUERY_GSD, context),
                 explain=self.parameterAsBoolean(parameters, self.EXPLAIN, context),
                 **self._explainer(parameters, context),
             )

@@ -25,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -159,6 +160,15 @@ class GleamDock(QgsDockWidget):
         self.top_k.setValue(10)
         self.refine = QCheckBox("Refine (heading, error radius, match probability)", box)
         self.refine.setChecked(True)
+        self.query_gsd = QDoubleSpinBox(box)
+        self.query_gsd.setRange(0.0, 1000.0)
+        self.query_gsd.setDecimals(3)
+        self.query_gsd.setSuffix(" m/px")
+        self.query_gsd.setSpecialValueText("unknown")
+        self.query_gsd.setToolTip(
+            "Ground size of one photo pixel, when known (e.g. from flight height and camera). "
+            "Lets refinement find imagery of another date by its layout of roads and field edges."
+        )
         self.explain = QCheckBox(box)
         self.show_explainer("evidence")
         self.footprints = QCheckBox("Add a footprints layer", box)
@@ -168,9 +178,11 @@ class GleamDock(QgsDockWidget):
         form.addRow("Polygons", self.region_layer)
         form.addRow("Top-K", self.top_k)
         form.addRow(self.refine)
+        form.addRow("Photo ground size", self.query_gsd)
         form.addRow(self.explain)
         form.addRow(self.footprints)
         self.region_mode.currentIndexChanged.connect(self._update_enabled)
+        self.refine.toggled.connect(self.query_gsd.setEnabled)  # only refinement uses it
         return box
 
     def _run_row(self) -> QVBoxLayout:
@@ -302,6 +314,7 @@ class GleamDock(QgsDockWidget):
             modality=self.modality.currentText(),
             top_k=self.top_k.value(),
             refine=self.refine.isChecked(),
+            query_gsd_m=self.query_gsd.value(),
             explain=self.explain.isChecked(),
             footprints=self.footprints.isChecked(),
         )

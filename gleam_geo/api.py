@@ -301,9 +301,10 @@ def localize(
             spaced angles (best score per chip), so retrieval copes with any heading.
         refiner: a configured :class:`~gleam_geo.refine.Refiner` (matcher, calibration).
         query_gsd_m: ground size of one pixel of a nadir query, metres, when known (flight
-            altitude and camera, or a georeferenced image). With ``refine``, a query that no
-            candidate verifies is then also searched by its edge layout around the
-            candidates, which finds places whose land cover changed (e.g. years apart).
+            altitude and camera); default: read from the query file's georeference, when it
+            has one (a GeoTIFF, or a world file). With ``refine``, a query that no candidate
+            verifies is then also searched by its edge layout around the candidates, which
+            finds places whose land cover changed (e.g. years apart).
         explain: say for the first ``explain_top_k`` candidates whether the photo and the
             chip show the same place, and why (see :func:`gleam_geo.explain`).
         language: language of the explanations, "en" or "zh".
@@ -318,9 +319,9 @@ def localize(
         A GeoDataFrame sorted by rank with columns ``rank``, ``score``, ``geometry`` (best
         point estimate), ``footprint`` (polygon), ``chip_id``, ``source``, ``modality``,
         ``model`` and ``query_path``; with ``refine`` also ``match_prob``, ``heading_deg``,
-        ``error_radius_m``, ``gsd_m``, ``inliers`` and ``refine_method``; with ``explain`` also ``verdict``,
-        ``explanation``, ``explanation_model``, ``language`` and ``figure_path`` (see
-        :mod:`gleam_geo.schema`).
+        ``error_radius_m``, ``gsd_m``, ``inliers`` and ``refine_method``; with ``explain``
+        also ``verdict``, ``explanation``, ``explanation_model``, ``language`` and
+        ``figure_path`` (see :mod:`gleam_geo.schema`).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -331,6 +332,8 @@ def localize(
 
         check_language(language)
     query = load_image(image)
+    if query_gsd_m is None:
+        query_gsd_m = query.gsd_m  # a georeferenced query says its own pixel size
     search_region = None
     if isinstance(region, GeoIndex) or (
         isinstance(region, (str, os.PathLike)) and (Path(region) / "manifest.json").is_file()

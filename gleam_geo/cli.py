@@ -219,7 +219,7 @@ def index_info(index_dir: str, as_json: bool) -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Ground size of a query pixel (m), when known: enables the edge-layout search for "
-    "places whose land cover changed.",
+    "places whose land cover changed (default: from a georeferenced query's own pixels).",
 )
 @click.option(
     "-o",

@@ -79,3 +79,23 @@ def test_missing_file_and_wrong_type():
         load_image(12345)  # type: ignore[arg-type]
     with pytest.raises(CorruptImageError, match="shape"):
         load_image(np.zeros((3, 4, 5, 6)))
+
+
+def test_a_georeferenced_query_gives_its_ground_size(tmp_path, shared_data, gradient):
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(shared_data / "naip_nd/naip_m_4709963_se_14_1_20090818.tif") as dataset:
+        window = Window(100, 100, 64, 48)
+        profile = dataset.profile | {
+            "driver": "GTiff", "width": 64, "height": 48, "transform": dataset.window_transform(window)
+        }  # fmt: skip
+        pixels = dataset.read(window=window)
+    path = tmp_path / "crop.tif"
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(pixels)
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (48, 64, 3) and loaded.gsd_m == pytest.approx(5.0, rel=0.01)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(gradient).save(plain)
+    assert load_image(plain).gsd_m is None and load_image(gradient).gsd_m is None

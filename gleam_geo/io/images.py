@@ -2,19 +2,22 @@
 
 Paths, bytes, PIL images and numpy arrays all become an RGB uint8 ``(H, W, 3)`` array,
 with EXIF orientation applied, so every later stage sees pixels the way the camera did.
+A georeferenced file (a GeoTIFF, or an image with a world file) also gives its ground size
+per pixel, which lets refinement search by edge layout across dates.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import CorruptImageError
+from ..errors import CorruptImageError, GleamGeoError
 
 __all__ = ["ImageInput", "QueryImage", "load_image"]
 
@@ -33,11 +36,31 @@ class QueryImage:
         pixels: RGB uint8 array ``(H, W, 3)``, EXIF orientation applied.
         path: the file it came from, when it came from a file.
         exif_gps: ``(lon, lat)`` from EXIF GPS tags when present, else ``None``.
+        gsd_m: ground metres per pixel when the file is georeferenced, else ``None``.
     """
 
     pixels: np.ndarray
     path: str | None = None
     exif_gps: tuple[float, float] | None = None
+    gsd_m: float | None = None
+
+
+def _georeferenced_gsd_m(path: str) -> float | None:
+    """Ground metres per pixel of a georeferenced image file; ``None`` for a plain photo."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    from ..raster import open_raster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(path) as dataset:
+                if dataset.crs is None or dataset.transform.is_identity:
+                    return None
+            return open_raster(path).gsd_m
+        except (RasterioIOError, GleamGeoError, ValueError):
+            return None
 
 
 def _gps_from_exif(image: Image.Image) -> tuple[float, float] | None:
@@ -110,4 +133,5 @@ def load_image(image: ImageInput) -> QueryImage:
         raise CorruptImageError(
             f"cannot decode {name} ({reason}); the file is corrupt, truncated or not an image"
         ) from None
-    return QueryImage(np.asarray(rgb), path=path, exif_gps=gps)
+    gsd_m = _georeferenced_gsd_m(path) if path is not None else None
+    return QueryImage(np.asarray(rgb), path=path, exif_gps=gps, gsd_m=gsd_m)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
+from rasterio.windows import Window
 
 import gleam_geo
 from gleam_geo.evaluation import SUITES, render_view, sample_specs
@@ -102,8 +103,15 @@ def test_2009_view_is_found_in_2020_and_absent_place_gets_low_probability(shared
     assert absent.match_prob < 0.5
 
 
-def test_localize_with_known_gsd_falls_back_to_structure(shared_data, tmp_path):
-    index = gleam_geo.build_index([shared_data / NAIP_2020], tmp_path / "naip", tiling={"gsd_m": 5.0})
+@pytest.fixture(scope="module")
+def naip_index(shared_data, tmp_path_factory):
+    """The 2020 NAIP raster indexed at its own 5 m pixels."""
+    path = tmp_path_factory.mktemp("naip") / "index"
+    return gleam_geo.build_index([shared_data / NAIP_2020], path, tiling={"gsd_m": 5.0})
+
+
+def test_localize_with_known_gsd_falls_back_to_structure(shared_data, naip_index, tmp_path):
+    index = naip_index
     spec, query = _cross_time_query(shared_data)
     gsd = spec.ground_side_m / spec.size_px
     results = gleam_geo.localize(query.pixels, index, crs=query.crs, top_k=3, query_gsd_m=gsd)
@@ -118,6 +126,23 @@ def test_localize_with_known_gsd_falls_back_to_structure(shared_data, tmp_path):
     assert "edge" in explained.explanation and f"{top.match_prob:.0%}" in explained.explanation
     with pytest.raises(ValueError, match="query_gsd_m"):
         gleam_geo.localize(query.pixels, index, top_k=3, query_gsd_m=-1.0)
+
+
+def test_a_georeferenced_2009_crop_needs_no_gsd(shared_data, naip_index, tmp_path):
+    _, query = _cross_time_query(shared_data)
+    with rasterio.open(shared_data / NAIP_2020.replace("20200831", "20090818")) as dataset:
+        col, row = (round(v) for v in ~dataset.transform * query.true_xy)
+        window = Window(col - 72, row - 72, 144, 144)  # 720 m, north up
+        transform = dataset.window_transform(window)
+        profile = dataset.profile | {"driver": "GTiff", "width": 144, "height": 144, "transform": transform}
+        pixels = dataset.read(window=window)
+    path = tmp_path / "naip_2009_crop.tif"
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(pixels)
+    top = gleam_geo.localize(path, naip_index, crs=query.crs, top_k=1).iloc[0]
+    assert top.refine_method == "structure" and top.match_prob > 0.5
+    assert top.gsd_m == pytest.approx(5.0, rel=0.05)  # read from the file, not given
+    assert math.dist((top.geometry.x, top.geometry.y), transform * (72, 72)) < 15.0
 
 
 def _first_chips(paths, gsd_m):

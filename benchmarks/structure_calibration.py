@@ -32,7 +32,7 @@ from gleam_geo.evaluation.queries import render_view, sample_specs
 from gleam_geo.raster import RasterSource, open_raster
 from gleam_geo.records import PixelWindow
 from gleam_geo.refine import Refiner, fit_calibration
-from gleam_geo.refine.refiner import STRUCTURE_RADIUS_PX, STRUCTURE_TEMPLATE_PX, load_structure_calibration
+from gleam_geo.refine.refiner import STRUCTURE_RADIUS_PX, load_structure_calibration, structure_search_gsd
 from gleam_geo.refine.structure import STRUCTURE_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def out_of_index_examples(seed: int, count: int, data: Path) -> list[dict]:
         source = sources[number % len(sources)]
         query = render_view(spec)
         gsd = spec.ground_side_m / spec.size_px
-        search_gsd = max(gsd * spec.size_px / STRUCTURE_TEMPLATE_PX, source.gsd_m)
+        search_gsd = structure_search_gsd(query.pixels, gsd, source)
         side = round(refiner.structure_window_px * search_gsd / source.gsd_m)
         side = min(side, source.width, source.height)
         window = PixelWindow((source.width - side) // 2, (source.height - side) // 2, side, side)

@@ -37,15 +37,14 @@ from .structure import STRUCTURE_FEATURES, StructureSearch
 
 __all__ = [
     "STRUCTURE_RADIUS_PX",
-    "STRUCTURE_TEMPLATE_PX",
     "Refinement",
     "Refiner",
     "load_structure_calibration",
+    "structure_search_gsd",
 ]
 
 _STRUCTURE_CALIBRATION = Path(__file__).with_name("structure_calibration.json")
-STRUCTURE_TEMPLATE_PX = 160
-"""Query side, in pixels, at the structure search's resolution."""
+_STRUCTURE_TEMPLATE_PX = 160  # query side at the structure search's resolution
 STRUCTURE_RADIUS_PX = 3.0
 """Error radius of a structure match, in search pixels (sized by benchmarks/structure_calibration.py)."""
 _STRUCTURE_SOURCES = 2  # rasters searched at most, in retrieval order
@@ -79,6 +78,11 @@ class Refinement:
     verification: Verification | None = None
     patch: ReferencePatch | None = None
     method: str = "keypoints"
+
+
+def structure_search_gsd(image: np.ndarray, query_gsd_m: float, source: RasterSource) -> float:
+    """Metres per pixel the structure search reads ``source`` at (never finer than the raster)."""
+    return max(query_gsd_m * min(image.shape[:2]) / _STRUCTURE_TEMPLATE_PX, source.gsd_m)
 
 
 def _elsewhere(other: Projection, other_crs: str, best: Projection, best_crs: str) -> bool:
@@ -134,9 +138,10 @@ class Refiner:
             raise ValueError(f"query_max_px must be at least 32, got {query_max_px}")
         if stop_prob is not None and not 0 < stop_prob <= 1:
             raise ValueError(f"stop_prob must be in (0, 1] or None, got {stop_prob}")
-        if structure_window_px < 2 * STRUCTURE_TEMPLATE_PX:
+        if structure_window_px < 2 * _STRUCTURE_TEMPLATE_PX:
             raise ValueError(
-                f"structure_window_px must be at least {2 * STRUCTURE_TEMPLATE_PX}, got {structure_window_px}"
+                f"structure_window_px must be at least {2 * _STRUCTURE_TEMPLATE_PX}, "
+                f"got {structure_window_px}"
             )
         if isinstance(matcher, str):
             from .learned_matchers import get_matcher
@@ -245,12 +250,11 @@ class Refiner:
         outside its footprint: one inside is the same place at another date), so searching
         more places does not make a chance peak look more certain.
         """
-        height, width = image.shape[:2]
-        search_gsd = query_gsd_m * min(height, width) / STRUCTURE_TEMPLATE_PX
         found: list[Refinement] = []
         for path in list(dict.fromkeys(chips["source"].astype(str)))[:_STRUCTURE_SOURCES]:
             source = _source(path)
-            window = self._structure_window(source, chips[chips["source"].astype(str) == path], search_gsd)
+            gsd = structure_search_gsd(image, query_gsd_m, source)
+            window = self._structure_window(source, chips[chips["source"].astype(str) == path], gsd)
             refinement = self.search_structure(image, source, window, query_gsd_m)
             if refinement is not None and refinement.projection is not None:
                 found.append(refinement)
@@ -287,7 +291,7 @@ class Refiner:
         Returns ``None`` when the query does not fit in the window.
         """
         height, width = image.shape[:2]
-        gsd = max(query_gsd_m * min(height, width) / STRUCTURE_TEMPLATE_PX, source.gsd_m)
+        gsd = structure_search_gsd(image, query_gsd_m, source)
         with rasterio.open(source.path) as dataset:
             patch = read_patch(dataset, source, window, margin=1.0, gsd_m=gsd)
         match = StructureSearch(patch.pixels).search(image, query_gsd_m / gsd)
@@ -312,8 +316,7 @@ class Refiner:
         )
 
     def _structure_window(self, source: RasterSource, rows: pd.DataFrame, gsd_m: float) -> PixelWindow:
-        """A square of ``structure_window_px`` search pixels centred on the rows' chips, in the raster."""
-        gsd_m = max(gsd_m, source.gsd_m)
+        """A square of ``structure_window_px`` pixels at ``gsd_m``, centred on the rows' chips."""
         side = min(round(self.structure_window_px * gsd_m / source.gsd_m), max(source.width, source.height))
         cx = float(np.mean(rows["col_off"] + rows["width"] / 2))
         cy = float(np.mean(rows["row_off"] + rows["height"] / 2))
